@@ -1,0 +1,188 @@
+"""The key-backend contract shared by the PKCS#11, TPM and file backends.
+
+A backend opens one key store (a PKCS#11 token, a TPM, a directory of key files) and
+yields :class:`TokenKey` objects.  ``TokenKey.private_key`` is usable directly by
+``cryptography``: it subclasses ``ec.EllipticCurvePrivateKey`` or ``rsa.RSAPrivateKey``
+and signs inside the store, so CSR building (``x509/``) and TLS client authentication
+(``tls/``) share exactly one signing path per backend.
+
+Backends never read environment variables or prompt: PINs and auth values arrive already
+resolved as :class:`Secret`.  Library exceptions are turned into :mod:`est_hw.errors` at
+the backend boundary.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+
+class Secret:
+    """A PIN, password or auth value that must never be printed.
+
+    ``repr`` and ``str`` hide the value; call :meth:`reveal` at the one place that
+    hands it to the library that needs it.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+class KeyType(enum.Enum):
+    """Key types a backend may generate."""
+
+    EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"
+    RSA_2048 = "rsa-2048"
+    RSA_3072 = "rsa-3072"
+    RSA_4096 = "rsa-4096"
+
+    @property
+    def is_ec(self) -> bool:
+        return self.value.startswith("ec-")
+
+    @property
+    def rsa_bits(self) -> int:
+        """Modulus size of an RSA key type (0 for EC)."""
+        return int(self.value.split("-")[1]) if not self.is_ec else 0
+
+    @property
+    def curve(self) -> ec.EllipticCurve | None:
+        """The curve of an EC key type (None for RSA)."""
+        return {"ec-p256": ec.SECP256R1(), "ec-p384": ec.SECP384R1()}.get(self.value)
+
+    @classmethod
+    def of_public_key(cls, public_key: PublicKey) -> KeyType:
+        """The key type that describes ``public_key``.
+
+        :raises UnsupportedKeyError: for curves or sizes est-hw does not handle.
+        """
+        from est_hw.errors import UnsupportedKeyError
+
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            curve = public_key.curve.name
+            name = {"secp256r1": "ec-p256", "secp384r1": "ec-p384"}.get(curve, f"ec-{curve}")
+        else:
+            name = f"rsa-{public_key.key_size}"
+        try:
+            return cls(name)
+        except ValueError:
+            raise UnsupportedKeyError(f"unsupported key type: {name}") from None
+
+
+@dataclass(frozen=True)
+class TokenKey:
+    """A private key inside a key store, with what identifies it there.
+
+    :param private_key: a cryptography-compatible key object that signs inside the store.
+    :param key_id: the identifier shared by key and certificate (PKCS#11 ``CKA_ID``).
+    :param label: the human label (PKCS#11 ``CKA_LABEL``).
+    :param key_type: the key's algorithm and size.
+    """
+
+    private_key: PrivateKey
+    key_id: bytes
+    label: str
+    key_type: KeyType
+
+    def public_key(self) -> PublicKey:
+        return self.private_key.public_key()
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    """A certificate found in a key store.
+
+    :param key_id: the id it is stored under (same as its key's, when it has one).
+    :param label: its label in the store.
+    :param is_ca: stored as a CA certificate (PKCS#11 ``CKA_CERTIFICATE_CATEGORY`` = 2).
+    """
+
+    certificate: x509.Certificate
+    key_id: bytes
+    label: str
+    is_ca: bool = False
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What a key store holds: its keys and its certificates."""
+
+    keys: Sequence[TokenKey]
+    certificates: Sequence[StoredCertificate]
+
+
+class KeyBackend(abc.ABC):
+    """An open key store.  Use as a context manager; :meth:`close` releases it."""
+
+    #: Human name of the store (the PKCS#11 token label, the TPM's TCTI, a directory).
+    name: str
+
+    @abc.abstractmethod
+    def generate_key(self, key_type: KeyType, label: str) -> TokenKey:
+        """Generate a non-exportable key pair inside the store with a fresh id."""
+
+    @abc.abstractmethod
+    def find_key(self, *, key_id: bytes | None = None, label: str | None = None) -> TokenKey:
+        """Find exactly one private key by id and/or label.
+
+        :raises KeyNotFoundError: when none matches (or several do).
+        """
+
+    @abc.abstractmethod
+    def store_certificate(
+        self, key: TokenKey, certificate: x509.Certificate, chain: Sequence[x509.Certificate]
+    ) -> None:
+        """Store ``certificate`` beside ``key`` (same id and label) and its CA ``chain``.
+
+        Replaces an earlier certificate stored under the same id.  Implementations either
+        store everything or leave the store as it was.
+        """
+
+    @abc.abstractmethod
+    def inventory(self) -> Inventory:
+        """List the keys and certificates in the store."""
+
+    @abc.abstractmethod
+    def delete_key(self, key: TokenKey) -> None:
+        """Delete the key pair (private and public objects) of ``key``."""
+
+    @abc.abstractmethod
+    def delete_certificates(self, key_id: bytes) -> None:
+        """Delete the end-entity certificates stored under ``key_id``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the store (log out, close sessions, flush handles)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
