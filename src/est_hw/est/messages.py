@@ -1,0 +1,90 @@
+"""Every EST message, encoded and decoded: pure functions and values, no I/O.
+
+This is the one module :mod:`est_hw.est.client` (and the test server) import for message
+handling; the work is done in :mod:`est_hw.est.codec` (transfer encoding, media types,
+certs-only PKCS#7, Retry-After) and :mod:`est_hw.est.csrattrs` (RFC 7030 section 4.5.2 and
+RFC 9908 CSR attributes).  Importing it is cheap: pyasn1 and cryptography's PKCS#7 code
+load when a message is first decoded.
+"""
+
+from __future__ import annotations
+
+from est_hw.est.codec import (
+    CERTS_ONLY_TYPE,
+    CMC_REQUEST_TYPE,
+    CMC_RESPONSE_TYPE,
+    CONTENT_TRANSFER_ENCODING,
+    CSRATTRS_TYPE,
+    MULTIPART_MIXED_TYPE,
+    PKCS7_MIME_TYPE,
+    PKCS8_TYPE,
+    PKCS10_TYPE,
+    SERVER_GENERATED_KEY_TYPE,
+    check_media_type,
+    decode_base64_body,
+    decode_certs_only,
+    encode_base64_body,
+    encode_certs_only,
+    parse_retry_after,
+)
+from est_hw.est.csrattrs import (
+    OID_CERTIFICATION_REQUEST_INFO_TEMPLATE,
+    OID_CHALLENGE_PASSWORD,
+    OID_EC_PUBLIC_KEY,
+    OID_ED448,
+    OID_ED25519,
+    OID_EXTENSION_REQ_TEMPLATE,
+    OID_EXTENSION_REQUEST,
+    OID_RSA_ENCRYPTION,
+    CsrAttribute,
+    CsrAttributes,
+    CsrTemplate,
+    NameAttributeTemplate,
+    RequestedExtension,
+    decode_csrattrs,
+    decode_csrattrs_response,
+    encode_csrattrs,
+    encode_extensions_value,
+    encode_integer_value,
+    encode_oid_value,
+    encode_template,
+)
+
+__all__ = [
+    "CERTS_ONLY_TYPE",
+    "CMC_REQUEST_TYPE",
+    "CMC_RESPONSE_TYPE",
+    "CONTENT_TRANSFER_ENCODING",
+    "CSRATTRS_TYPE",
+    "MULTIPART_MIXED_TYPE",
+    "OID_CERTIFICATION_REQUEST_INFO_TEMPLATE",
+    "OID_CHALLENGE_PASSWORD",
+    "OID_EC_PUBLIC_KEY",
+    "OID_ED448",
+    "OID_ED25519",
+    "OID_EXTENSION_REQUEST",
+    "OID_EXTENSION_REQ_TEMPLATE",
+    "OID_RSA_ENCRYPTION",
+    "PKCS7_MIME_TYPE",
+    "PKCS8_TYPE",
+    "PKCS10_TYPE",
+    "SERVER_GENERATED_KEY_TYPE",
+    "CsrAttribute",
+    "CsrAttributes",
+    "CsrTemplate",
+    "NameAttributeTemplate",
+    "RequestedExtension",
+    "check_media_type",
+    "decode_base64_body",
+    "decode_certs_only",
+    "decode_csrattrs",
+    "decode_csrattrs_response",
+    "encode_base64_body",
+    "encode_certs_only",
+    "encode_csrattrs",
+    "encode_extensions_value",
+    "encode_integer_value",
+    "encode_oid_value",
+    "encode_template",
+    "parse_retry_after",
+]
