@@ -71,6 +71,22 @@ class ConnectionFailedError(ServerError):
     """TCP connect, TLS handshake (for reasons other than trust) or I/O failed."""
 
 
+class TlsHandshakeError(ConnectionFailedError):
+    """The TLS handshake failed for a reason other than trust (RFC 8446 section 6).
+
+    :param alert: the TLS alert the server sent (``"certificate_required"``, ...) or
+        ``None`` when the failure was local or had no alert.
+    """
+
+    def __init__(self, message: str, *, alert: str | None = None) -> None:
+        super().__init__(message)
+        self.alert = alert
+
+
+class DeadlineExceededError(ConnectionFailedError):
+    """The whole request (connect, handshake, send, receive) took longer than allowed."""
+
+
 class ProtocolError(ServerError):
     """The server's answer is not what RFC 7030 says it must be."""
 
