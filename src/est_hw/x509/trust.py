@@ -1,0 +1,144 @@
+"""Trust anchors and the checks on what the server hands back (RFC 7030 sections 3.6, 4.1).
+
+- Explicit anchors come from a PEM file (``--ca-file``, RFC 7030 section 3.6.1).
+- Bootstrap (section 4.1.1): /cacerts fetched over a provisional connection is accepted only
+  when one of its certificates has the fingerprint the user was given out of band.
+- An issued certificate is accepted only when it carries the token key's public key and
+  chains to the anchors (RFC 5280 path validation via ``cryptography.x509.verification``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.verification import (
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from est_hw.errors import (
+    CertificateMismatchError,
+    FingerprintMismatchError,
+    ProtocolError,
+    TrustError,
+    UsageError,
+)
+from est_hw.keys.base import PublicKey
+
+_FINGERPRINT = re.compile(r"^(?:sha256:)?((?:[0-9a-f]{2}:?){32})$")
+
+
+def load_anchor_file(path: Path) -> tuple[x509.Certificate, ...]:
+    """Read the explicit trust anchors (one or more PEM certificates) from ``path``.
+
+    :raises UsageError: when the file is unreadable or holds no certificate.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read CA file {path}: {exc.strerror}") from None
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise UsageError(f"CA file {path} holds no PEM certificate") from None
+    return tuple(certs)
+
+
+def parse_fingerprint(text: str) -> bytes:
+    """Parse ``sha256:HEX`` (colons allowed) into the 32-byte digest.
+
+    :raises UsageError: when it is not a SHA-256 fingerprint.
+    """
+    match = _FINGERPRINT.match(text.strip().lower())
+    if not match:
+        raise UsageError(f"invalid --ca-fingerprint {text!r}: expected sha256:<64 hex digits>")
+    return bytes.fromhex(match.group(1).replace(":", ""))
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """``sha256:HEX`` of the certificate's DER encoding."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def select_by_fingerprint(certs: Sequence[x509.Certificate], digest: bytes) -> x509.Certificate:
+    """Return the certificate of ``certs`` whose SHA-256 fingerprint is ``digest``.
+
+    RFC 7030 section 4.1.1: the provisional /cacerts answer is accepted only when a
+    certificate in it is the one the user verified out of band.
+
+    :raises FingerprintMismatchError: when none matches.
+    """
+    for cert in certs:
+        if hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest() == digest:
+            return cert
+    raise FingerprintMismatchError(
+        f"no certificate from /cacerts has fingerprint sha256:{digest.hex()} "
+        f"(the server sent {len(certs)})"
+    )
+
+
+def split_issued(
+    certs: Sequence[x509.Certificate], public_key: PublicKey
+) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """Pick the issued certificate (the one with the token key) out of a response.
+
+    RFC 7030 section 4.2.3: the response holds the issued certificate, possibly with
+    other certificates.  Exactly one may carry ``public_key``.
+
+    :raises CertificateMismatchError: when no certificate carries the token's key.
+    :raises ProtocolError: when several do.
+    """
+    leaves = [cert for cert in certs if cert.public_key() == public_key]
+    if not leaves:
+        raise CertificateMismatchError(
+            "the server returned no certificate for the token key "
+            f"({len(certs)} certificate(s), none with the key's public key)"
+        )
+    if len(leaves) > 1:
+        raise ProtocolError(f"the server returned {len(leaves)} certificates for the token key")
+    return leaves[0], [cert for cert in certs if cert is not leaves[0]]
+
+
+def verify_issued(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    *,
+    now: datetime.datetime | None = None,
+) -> list[x509.Certificate]:
+    """Validate ``leaf`` up to one of ``anchors`` (RFC 5280 section 6).
+
+    The CA certificates follow the web-PKI CA profile; the leaf may lack a SAN (real
+    servers issue such certificates, FIELD-NOTES).  Returns the validated path without
+    the leaf (issuer first, anchor last): the chain to store beside the key.
+
+    :raises TrustError: when no valid path to an anchor exists.
+    """
+    if not anchors:
+        raise TrustError("no trust anchor to validate the issued certificate against")
+    builder = (
+        PolicyBuilder()
+        .store(Store(list(anchors)))
+        .extension_policies(
+            ca_policy=ExtensionPolicy.webpki_defaults_ca(),
+            ee_policy=ExtensionPolicy.permit_all(),
+        )
+    )
+    if now is not None:
+        builder = builder.time(now)
+    try:
+        path = builder.build_client_verifier().verify(leaf, list(intermediates)).chain
+    except VerificationError as exc:
+        raise TrustError(
+            f"the issued certificate does not chain to the trust anchors: {exc}"
+        ) from None
+    return list(path[1:])
