@@ -1,0 +1,81 @@
+"""The ``est-hw`` command: the group, logging, and the one place errors become exit codes.
+
+Exit codes: 0 ok; 2 usage; 3 authentication refused by the server; 4 token error;
+5 server unreachable, server or protocol error; 6 trust failure; 7 pending (HTTP 202).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from est_hw import __version__
+from est_hw.cli import commands
+from est_hw.errors import EstHwError
+
+#: Set by :func:`setup_output`; an error is then also reported as a JSON object.
+_state = {"json": False}
+
+
+def setup_output(as_json: bool, verbose: int) -> None:
+    """Record --json and configure logging to stderr for -v / -vv."""
+    _state["json"] = as_json
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="est-hw: %(levelname)s: %(message)s")
+    if verbose < 2:
+        # httpx logs every request at INFO; keep -v about est-hw's own steps.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="est-hw")
+def cli() -> None:
+    """EST (RFC 7030) enrollment for keys inside a PKCS#11 token or a TPM 2.0.
+
+    Exit codes: 0 ok, 2 usage, 3 authentication refused, 4 token error,
+    5 server or protocol error, 6 trust failure, 7 enrollment pending.
+    """
+
+
+for _command in commands.ALL:
+    cli.add_command(_command)
+
+
+def report_error(exc: EstHwError) -> None:
+    """One line on stderr; with --json also one object on stdout."""
+    message = str(exc) or type(exc).__name__
+    click.echo(f"est-hw: error: {message}", err=True)
+    if _state["json"]:
+        from est_hw.cli.render import emit_json
+
+        obj: dict[str, object] = {"status": "error", "error": message, "exit_code": exc.exit_code}
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            obj["status"] = "pending"
+            obj["retry_after"] = retry_after
+        emit_json(obj)
+
+
+def main() -> None:
+    """Console-script entry point: run the CLI and map errors to exit codes."""
+    try:
+        status = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("est-hw: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except EstHwError as exc:
+        report_error(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("est-hw: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
