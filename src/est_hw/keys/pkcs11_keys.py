@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 import pkcs11
 from cryptography.hazmat.primitives import hashes, serialization
@@ -198,6 +198,21 @@ class _Pkcs11KeyMixin:
     def _refuse_export(self, *_args: object, **_kwargs: object) -> NoReturn:
         raise UnsupportedKeyError(_CANNOT_LEAVE)
 
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        self._refuse_export()
+
+    def __copy__(self) -> Self:
+        """A token key is a handle: copies are the same key."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
+
     def __repr__(self) -> str:
         return (
             f"<{type(self).__name__} label={self.label!r} id={self.key_id.hex()} "
@@ -254,20 +269,6 @@ class Pkcs11EcPrivateKey(_Pkcs11KeyMixin, ec.EllipticCurvePrivateKey):
 
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
         self._refuse_export()
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        self._refuse_export()
-
-    def __copy__(self) -> Pkcs11EcPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> Pkcs11EcPrivateKey:
-        return self
 
 
 class Pkcs11RsaPrivateKey(_Pkcs11KeyMixin, rsa.RSAPrivateKey):
@@ -347,17 +348,3 @@ class Pkcs11RsaPrivateKey(_Pkcs11KeyMixin, rsa.RSAPrivateKey):
 
     def private_numbers(self) -> rsa.RSAPrivateNumbers:
         self._refuse_export()
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        self._refuse_export()
-
-    def __copy__(self) -> Pkcs11RsaPrivateKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> Pkcs11RsaPrivateKey:
-        return self
