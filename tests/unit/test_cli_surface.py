@@ -7,25 +7,27 @@ import sys
 
 from click.testing import CliRunner
 
-from est_hw.cli.commands import KEY_TYPES
+from est_hw.cli.enrollment import CHANNEL_BINDINGS, KEY_TYPES
 from est_hw.cli.main import cli
 from est_hw.keys.base import KeyType
+from est_hw.provision.binding import ChannelBinding
 
 
 def test_key_type_choices_match_the_backend_enum() -> None:
     assert tuple(k.value for k in KeyType) == KEY_TYPES
+    assert tuple(b.value for b in ChannelBinding) == CHANNEL_BINDINGS
 
 
 def test_help_lists_the_commands_and_exit_codes() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
-    for command in ("cacerts", "csrattrs", "enroll", "show"):
+    for command in ("cacerts", "csrattrs", "enroll", "reenroll", "renew", "show"):
         assert command in result.output
     assert "7 enrollment pending" in result.output
 
 
 def test_there_is_no_password_or_pin_option() -> None:
-    for command in ("enroll", "show", "cacerts"):
+    for command in ("enroll", "reenroll", "renew", "show", "cacerts"):
         result = CliRunner().invoke(cli, [command, "--help"])
         assert result.exit_code == 0
         assert "--password " not in result.output

@@ -12,7 +12,7 @@ import sys
 import click
 
 from est_hw import __version__
-from est_hw.cli import commands
+from est_hw.cli import commands, enrollment
 from est_hw.errors import EstHwError
 
 #: Set by :func:`setup_output`; an error is then also reported as a JSON object.
@@ -39,7 +39,7 @@ def cli() -> None:
     """
 
 
-for _command in commands.ALL:
+for _command in (*commands.ALL, *enrollment.ALL):
     cli.add_command(_command)
 
 

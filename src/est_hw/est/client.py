@@ -9,7 +9,9 @@ purpose, so the caller sees Retry-After (RFC 7030 section 4.2.3).
 from __future__ import annotations
 
 import datetime
+import logging
 import re
+import typing
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -39,6 +41,7 @@ _LABEL = re.compile(r"^[A-Za-z0-9._~-]+$")
 #: after this many seconds.
 DEFAULT_RETRY_AFTER = 60
 _SERVER_TEXT_LIMIT = 200
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,19 @@ class EstEndpoint:
         return f"{self.base_url}{label}/{operation}"
 
 
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """The TLS connection that carried the last answer, for channel binding (3.5).
+
+    :param stream: the connection itself (compared by identity, never used).
+    """
+
+    tls_version: str | None
+    tls_unique: bytes | None
+    tls_exporter: bytes | None
+    stream: object
+
+
 class EstClient:
     """RFC 7030 client: cacerts, csrattrs, simpleenroll, simplereenroll.
 
@@ -107,6 +123,7 @@ class EstClient:
         if credentials is not None and not tls.trust.verify:
             raise UsageError("credentials are never sent to a server that is not authenticated")
         self.endpoint = endpoint
+        self._last_stream: typing.Any = None
         self._http = httpx.Client(
             transport=TokenTlsTransport(tls, timeout=timeout),
             auth=ChallengeAuth(credentials) if credentials else None,
@@ -144,16 +161,37 @@ class EstClient:
 
     # --- RFC 7030 section 4.2: enrollment ---------------------------------------------------
 
-    def simpleenroll(self, csr: x509.CertificateSigningRequest) -> list[x509.Certificate]:
-        """POST /simpleenroll (section 4.2.1); returns the certificates of the answer."""
-        return self._enroll("simpleenroll", csr)
+    def simpleenroll(
+        self, csr: x509.CertificateSigningRequest, *, bound_to: object | None = None
+    ) -> list[x509.Certificate]:
+        """POST /simpleenroll (section 4.2.1); returns the certificates of the answer.
 
-    def simplereenroll(self, csr: x509.CertificateSigningRequest) -> list[x509.Certificate]:
+        :param bound_to: the connection (:attr:`ConnectionInfo.stream`) whose channel
+            binding the CSR carries (section 3.5); a refusal that came over another
+            connection is reported as a lost binding.
+        """
+        return self._enroll("simpleenroll", csr, bound_to)
+
+    def simplereenroll(
+        self, csr: x509.CertificateSigningRequest, *, bound_to: object | None = None
+    ) -> list[x509.Certificate]:
         """POST /simplereenroll (section 4.2.2); returns the certificates of the answer."""
-        return self._enroll("simplereenroll", csr)
+        return self._enroll("simplereenroll", csr, bound_to)
+
+    def last_connection(self) -> ConnectionInfo:
+        """The TLS connection of the last answer (after at least one request)."""
+        stream = self._last_stream
+        if stream is None:
+            raise ProtocolError("no connection to the server yet")
+        return ConnectionInfo(
+            tls_version=stream.get_extra_info("tls_version"),
+            tls_unique=stream.get_extra_info("tls_unique"),
+            tls_exporter=stream.get_extra_info("tls_exporter"),
+            stream=stream,
+        )
 
     def _enroll(
-        self, operation: str, csr: x509.CertificateSigningRequest
+        self, operation: str, csr: x509.CertificateSigningRequest, bound_to: object | None
     ) -> list[x509.Certificate]:
         what = f"the /{operation} response"
         body = messages.encode_base64_body(csr.public_bytes(serialization.Encoding.DER))
@@ -167,6 +205,13 @@ class EstClient:
                 "Content-Transfer-Encoding": "base64",
             },
         )
+        if bound_to is not None and self._last_stream is not bound_to:
+            if response.status_code not in (200, 202):
+                raise ProtocolError(
+                    f"/{operation}: HTTP {response.status_code} on a new TLS connection: the "
+                    "server closed the connection the CSR was bound to (RFC 7030 3.5)"
+                )
+            log.warning("/%s went over a new TLS connection; binding unchecked", operation)
         if response.status_code == 202:
             raise EnrollmentPendingError(
                 f"the server accepted the request for later processing (/{operation})",
@@ -190,11 +235,13 @@ class EstClient:
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         try:
-            return self._http.request(
+            response = self._http.request(
                 method, self.endpoint.url_for(operation), content=content, headers=headers
             )
         except httpx.HTTPError as exc:
             raise ProtocolError(f"{what}: {type(exc).__name__}: {exc}") from None
+        self._last_stream = response.extensions.get("network_stream")
+        return response
 
     @staticmethod
     def _retry_after(response: httpx.Response) -> int:

@@ -1,0 +1,280 @@
+"""The commands that put certificates on the token: enroll, reenroll, renew.
+
+Each parses, calls :mod:`est_hw.provision`, and renders; heavy modules are imported
+inside the bodies so that ``est-hw --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from est_hw.cli.commands import start, write_pem
+from est_hw.cli.options import (
+    ServerArgs,
+    TokenArgs,
+    output_options,
+    server_options,
+    take,
+    token_options,
+)
+from est_hw.errors import UsageError
+
+if TYPE_CHECKING:
+    from est_hw.keys.base import KeyBackend, TokenKey
+    from est_hw.provision import EnrollResult
+
+#: The values of :class:`est_hw.keys.base.KeyType` (kept here so --help imports nothing).
+KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+#: The values of :class:`est_hw.provision.ChannelBinding`.
+CHANNEL_BINDINGS = ("auto", "tls-unique", "tls-exporter", "none")
+
+channel_binding_option = click.option(
+    "--channel-binding",
+    type=click.Choice(CHANNEL_BINDINGS),
+    default="auto",
+    show_default=True,
+    help="Bind the CSR to the TLS connection (RFC 7030 3.5). auto: tls-unique at TLS 1.2 "
+    "when /csrattrs asks for challengePassword.",
+)
+out_option = click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the certificate and chain as PEM here.",
+)
+key_label_option = click.option(
+    "--key-label", help="Label of the key on the token (default: the only enrolled key)."
+)
+
+
+def _render(result: EnrollResult, status: str, as_json: bool, out: Path | None) -> None:
+    from est_hw.cli.render import certificate_summary, emit_json, emit_lines
+
+    if out is not None:
+        write_pem(out, [result.certificate, *result.chain])
+    summary = certificate_summary(result.certificate)
+    fields: dict[str, Any] = {
+        "status": status,
+        "subject": summary["subject"],
+        "issuer": summary["issuer"],
+        "serial_number": summary["serial_number"],
+        "not_after": summary["not_after"],
+        "key_id": result.key.key_id.hex(),
+        "key_label": result.key.label,
+        "key_type": result.key.key_type.value,
+        "token": result.token,
+        "chain_length": len(result.chain),
+    }
+    if result.previous is not None:
+        fields["previous_serial_number"] = format(result.previous.serial_number, "x")
+        fields["rekeyed"] = result.previous.public_key() != result.certificate.public_key()
+    if as_json:
+        emit_json(fields)
+    else:
+        emit_lines([f"{name}: {value}" for name, value in fields.items()])
+
+
+def _named_key(backend: KeyBackend, token_args: TokenArgs, label: str | None) -> TokenKey:
+    """The enrolled key named by --key-label or --key-uri, else the only one."""
+    from est_hw.provision import select_enrolled_key
+
+    uri = token_args.uri()
+    key_id = uri.id if uri else None
+    label = label or (uri.object if uri else None)
+    return select_enrolled_key(backend, key_id=key_id, label=label)
+
+
+@click.command()
+@server_options
+@token_options
+@output_options
+@click.option(
+    "--key-type",
+    type=click.Choice(KEY_TYPES),
+    default="ec-p256",
+    show_default=True,
+    help="Key to generate inside the token.",
+)
+@click.option("--key-label", help="Label of the new key and certificate (default: the CN).")
+@click.option("--subject", help="Subject as an RFC 4514 string, e.g. CN=dev-1,O=Example.")
+@click.option(
+    "--san",
+    multiple=True,
+    metavar="KIND:VALUE",
+    help="subjectAltName dns:NAME|ip:ADDR|uri:URI|email:ADDR (repeatable).",
+)
+@click.option(
+    "--tls-key-uri",
+    metavar="URI",
+    help="Authenticate TLS with this key and its certificate on the token "
+    "(e.g. an IDevID): pkcs11:object=LABEL or pkcs11:id=%01.",
+)
+@channel_binding_option
+@out_option
+def enroll(**kwargs: Any) -> None:
+    """Generate a key on the token, enroll it, store the certificate (RFC 7030 4.2.1)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from est_hw.keys.base import KeyType
+    from est_hw.keys.uri import parse_pkcs11_uri
+    from est_hw.provision import (
+        ChannelBinding,
+        EnrollRequest,
+        client_identity,
+    )
+    from est_hw.provision import enroll as enroll_on_token
+    from est_hw.x509.csr import CsrContent
+    from est_hw.x509.names import parse_san, parse_subject
+
+    as_json = start(kwargs)
+    out: Path | None = kwargs.pop("out")
+    subject_text: str | None = kwargs.pop("subject")
+    san_texts: tuple[str, ...] = kwargs.pop("san")
+    if not subject_text and not san_texts:
+        raise UsageError("give --subject and/or --san: the certificate needs a name")
+    subject = parse_subject(subject_text) if subject_text else x509.Name([])
+    sans = tuple(parse_san(text) for text in san_texts)
+    key_type = KeyType(kwargs.pop("key_type"))
+    binding = ChannelBinding(kwargs.pop("channel_binding"))
+    tls_key_text: str | None = kwargs.pop("tls_key_uri")
+    tls_key_uri = parse_pkcs11_uri(tls_key_text) if tls_key_text else None
+    label: str | None = kwargs.pop("key_label")
+    token_args = take(TokenArgs, kwargs)
+    uri = token_args.uri()
+    if label is None and uri is not None and uri.object:
+        label = uri.object
+    if label is None:
+        common_names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        label = str(common_names[0].value) if common_names else "est-hw"
+
+    server = take(ServerArgs, kwargs).connect()
+    request = EnrollRequest(key_type, label, CsrContent(subject=subject, sans=sans))
+    with token_args.open() as backend:
+        identity = None
+        if tls_key_uri is not None:
+            if not (tls_key_uri.id or tls_key_uri.object):
+                raise UsageError("--tls-key-uri must name a key: object=LABEL or id=...")
+            tls_key = backend.find_key(key_id=tls_key_uri.id, label=tls_key_uri.object)
+            identity = client_identity(backend, tls_key)
+        result = enroll_on_token(backend, server, request, tls_identity=identity, binding=binding)
+    _render(result, "issued", as_json, out)
+
+
+@click.command()
+@server_options
+@token_options
+@output_options
+@key_label_option
+@click.option(
+    "--rekey",
+    is_flag=True,
+    help="Generate a new key on the token; the old key and certificate are deleted "
+    "only after the new certificate is stored.",
+)
+@click.option(
+    "--key-type",
+    type=click.Choice(KEY_TYPES),
+    help="With --rekey: type of the new key (default: as the old one).",
+)
+@channel_binding_option
+@out_option
+def reenroll(**kwargs: Any) -> None:
+    """Renew the certificate on the token now (RFC 7030 4.2.2, TLS signed by the token)."""
+    from est_hw.keys.base import KeyType
+    from est_hw.provision import ChannelBinding
+    from est_hw.provision import reenroll as reenroll_on_token
+
+    as_json = start(kwargs)
+    out: Path | None = kwargs.pop("out")
+    rekey: bool = kwargs.pop("rekey")
+    key_type_text: str | None = kwargs.pop("key_type")
+    if key_type_text and not rekey:
+        raise UsageError("--key-type needs --rekey (re-enrollment keeps the key otherwise)")
+    binding = ChannelBinding(kwargs.pop("channel_binding"))
+    label: str | None = kwargs.pop("key_label")
+    token_args = take(TokenArgs, kwargs)
+    server = take(ServerArgs, kwargs).connect()
+    with token_args.open() as backend:
+        key = _named_key(backend, token_args, label)
+        result = reenroll_on_token(
+            backend,
+            server,
+            key,
+            rekey=rekey,
+            new_key_type=KeyType(key_type_text) if key_type_text else None,
+            binding=binding,
+        )
+    _render(result, "issued", as_json, out)
+
+
+@click.command()
+@server_options
+@token_options
+@output_options
+@key_label_option
+@click.option(
+    "--before",
+    metavar="DURATION|PERCENT",
+    help="Renew when at most this much is left: 30d, 12h, or 25% of the "
+    "lifetime (default: the last third of the lifetime).",
+)
+@click.option(
+    "--jitter",
+    metavar="DURATION",
+    help="Wait a random time up to this (e.g. 10m) before renewing, to spread a fleet.",
+)
+@click.option("--rekey", is_flag=True, help="Renew with a new key generated on the token.")
+@channel_binding_option
+@out_option
+def renew(**kwargs: Any) -> None:
+    """Re-enroll only if the certificate on the token is due (exit 0 either way)."""
+    import datetime
+    import logging
+    import secrets
+    import time
+
+    from est_hw.cli.render import emit_json, emit_lines
+    from est_hw.provision import ChannelBinding, stored_certificate
+    from est_hw.provision import reenroll as reenroll_on_token
+    from est_hw.provision.renew import RenewalWindow, parse_duration
+
+    as_json = start(kwargs)
+    out: Path | None = kwargs.pop("out")
+    window = RenewalWindow.parse(kwargs.pop("before"))
+    jitter_text: str | None = kwargs.pop("jitter")
+    jitter = parse_duration(jitter_text, option="--jitter") if jitter_text else None
+    rekey: bool = kwargs.pop("rekey")
+    binding = ChannelBinding(kwargs.pop("channel_binding"))
+    label: str | None = kwargs.pop("key_label")
+    token_args = take(TokenArgs, kwargs)
+    server_args = take(ServerArgs, kwargs)
+    with token_args.open() as backend:
+        key = _named_key(backend, token_args, label)
+        current = stored_certificate(backend.inventory(), key)
+        now = datetime.datetime.now(datetime.UTC)
+        if not window.is_due(current, now):
+            fields = {
+                "status": "not_due",
+                "not_after": current.not_valid_after_utc.isoformat(),
+                "due_at": window.due_at(current).isoformat(),
+                "key_label": key.label,
+                "token": backend.name,
+            }
+            if as_json:
+                emit_json(fields)
+            else:
+                emit_lines([f"{name}: {value}" for name, value in fields.items()])
+            return
+        if jitter is not None:
+            delay = secrets.randbelow(int(jitter.total_seconds() * 1000) + 1) / 1000
+            logging.getLogger("est_hw.renew").info("waiting %.1f s (--jitter)", delay)
+            time.sleep(delay)
+        server = server_args.connect()
+        result = reenroll_on_token(backend, server, key, rekey=rekey, binding=binding)
+    _render(result, "renewed", as_json, out)
+
+
+ALL = (enroll, reenroll, renew)
