@@ -24,6 +24,10 @@ def setup_output(as_json: bool, verbose: int) -> None:
     _state["json"] = as_json
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="est-hw: %(levelname)s: %(message)s")
+    # Library warnings (e.g. cryptography's BER fallback for a server's PKCS#7) go to the
+    # log, so stderr stays one line per error unless -v is given.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.INFO if verbose else logging.ERROR)
     if verbose < 2:
         # httpx logs every request at INFO; keep -v about est-hw's own steps.
         logging.getLogger("httpx").setLevel(logging.WARNING)
