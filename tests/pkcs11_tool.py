@@ -25,18 +25,26 @@ class TokenObject:
         return self.attrs.get("ID", "")
 
 
-def _run(token: SoftHsmToken, *args: str) -> bytes:
-    return subprocess.run(
-        ["pkcs11-tool", "--module", token.module, "--token-label", token.label,
-         "--login", "--pin", token.pin, *args],
-        check=True, capture_output=True, env={**os.environ, "SOFTHSM2_CONF": str(token.conf)},
-    ).stdout  # fmt: skip
+def pkcs11_tool(
+    token: SoftHsmToken, *args: str, login: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    """Run opensc's pkcs11-tool against ``token``, logged in with its PIN unless not ``login``."""
+    command = ["pkcs11-tool", "--module", token.module, "--token-label", token.label]
+    if login:
+        command += ["--login", "--pin", token.pin]
+    env = {**os.environ, "SOFTHSM2_CONF": str(token.conf)}
+    return subprocess.run([*command, *args], check=True, capture_output=True, env=env)
+
+
+def list_objects_text(token: SoftHsmToken) -> str:
+    """``pkcs11-tool -O``: every object on the token, as the text pkcs11-tool prints."""
+    return pkcs11_tool(token, "-O").stdout.decode()
 
 
 def list_objects(token: SoftHsmToken) -> list[TokenObject]:
     """Every object on the token, as pkcs11-tool sees it."""
     objects: list[TokenObject] = []
-    for line in _run(token, "-O").decode().splitlines():
+    for line in list_objects_text(token).splitlines():
         if not line.strip():
             continue
         if not line.startswith(" "):
@@ -49,7 +57,7 @@ def list_objects(token: SoftHsmToken) -> list[TokenObject]:
 
 def read_object(token: SoftHsmToken, kind: str, object_id: str) -> bytes:
     """The DER of a certificate (``cert``) or public key (``pubkey``) by hex id."""
-    return _run(token, "--read-object", "--type", kind, "--id", object_id)
+    return pkcs11_tool(token, "--read-object", "--type", kind, "--id", object_id).stdout
 
 
 def public_key_matches(token: SoftHsmToken, object_id: str, public_key: object) -> bool:

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AttributeOID, NameOID
+from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store
 
 from est_hw.testing import EstTestServer, TestCa
 
@@ -121,6 +122,19 @@ def client_cert_files(
         )
     )
     return (cert_file, key_file), cert, key
+
+
+def verify_issued(ca: TestCa, cert: x509.Certificate) -> None:
+    """``cert`` (an enrolled, clientAuth one) chains to ``ca``'s anchor: webpki CA rules."""
+    verifier = (
+        PolicyBuilder()
+        .store(Store([ca.anchor]))
+        .extension_policies(
+            ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ExtensionPolicy.permit_all()
+        )
+        .build_client_verifier()
+    )
+    verifier.verify(cert, [ca.issuing_cert])
 
 
 def basic(user: str, password: str) -> str:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store
+from cryptography.x509.verification import PolicyBuilder, Store
 
 from est_hw.testing import TestCa
 
-from .helpers import make_csr
+from .helpers import make_csr, verify_issued
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +70,7 @@ def test_issue_copies_subject_and_san_and_sets_client_auth(ca: TestCa) -> None:
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert 30 <= lifetime.days <= 31
     assert ca.issued_here(cert)
-    verifier = (
-        PolicyBuilder()
-        .store(Store([ca.anchor]))
-        .extension_policies(
-            ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ExtensionPolicy.permit_all()
-        )
-        .build_client_verifier()
-    )
-    verifier.verify(cert, [ca.issuing_cert])
+    verify_issued(ca, cert)
 
 
 def test_issue_with_subject_override_and_random_serials(ca: TestCa) -> None:

@@ -7,7 +7,7 @@ authentication tests use these wrappers around software keys.
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -21,7 +21,23 @@ def _secret() -> NoReturn:
     raise AssertionError("a token key never reveals its private part")
 
 
-class TokenLikeEcKey(ec.EllipticCurvePrivateKey):
+class _TokenLike:
+    """What both key kinds share: no private part comes out, and a copy is the key itself."""
+
+    def private_numbers(self) -> NoReturn:
+        _secret()
+
+    def private_bytes(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _secret()
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
+
+
+class TokenLikeEcKey(_TokenLike, ec.EllipticCurvePrivateKey):
     def __init__(self, inner: ec.EllipticCurvePrivateKey) -> None:
         self._inner = inner
         self.signed: list[tuple[int, str]] = []
@@ -46,20 +62,8 @@ class TokenLikeEcKey(ec.EllipticCurvePrivateKey):
     def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
         _secret()
 
-    def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
-        _secret()
 
-    def private_bytes(self, *args: Any, **kwargs: Any) -> bytes:
-        _secret()
-
-    def __copy__(self) -> TokenLikeEcKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenLikeEcKey:
-        return self
-
-
-class TokenLikeRsaKey(rsa.RSAPrivateKey):
+class TokenLikeRsaKey(_TokenLike, rsa.RSAPrivateKey):
     def __init__(self, inner: rsa.RSAPrivateKey) -> None:
         self._inner = inner
         self.signed: list[tuple[int, str, str]] = []
@@ -78,18 +82,6 @@ class TokenLikeRsaKey(rsa.RSAPrivateKey):
 
     def decrypt(self, ciphertext: bytes, padding: AsymmetricPadding) -> bytes:
         _secret()
-
-    def private_numbers(self) -> rsa.RSAPrivateNumbers:
-        _secret()
-
-    def private_bytes(self, *args: Any, **kwargs: Any) -> bytes:
-        _secret()
-
-    def __copy__(self) -> TokenLikeRsaKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenLikeRsaKey:
-        return self
 
 
 def token_like(key: PrivateKey) -> TokenLikeEcKey | TokenLikeRsaKey:

@@ -2,7 +2,8 @@
 
 A root CA, an intermediate CA that issues the server certificates (the servers send
 leaf + intermediate), client certificates (EC P-256 and RSA-2048), and the odd ones the
-trust checks need (expired, wrong name, another CA, permissive-but-valid, invalid CA).
+trust checks need against servers (expired, wrong name, another CA).  They are built with
+tests/pki.py, which the chain checks without a server use directly.
 """
 
 from __future__ import annotations
@@ -13,22 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from est_hw.keys.base import PrivateKey
+from tests.pki import NOW, Issuer, make_ca, make_leaf, make_two_tier_ca
 
-NOW = dt.datetime.now(dt.UTC)
 DAY = dt.timedelta(days=1)
 LOCAL_NAMES: list[x509.GeneralName] = [
     x509.DNSName("localhost"),
     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
 ]
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+SERVER_AUTH = [ExtendedKeyUsageOID.SERVER_AUTH]
+CLIENT_AUTH = [ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
 def ec_key() -> ec.EllipticCurvePrivateKey:
@@ -49,69 +48,6 @@ class Issued:
     chain_path: Path  # leaf + intermediates (PEM)
     key_path: Path
     cas_path: Path  # intermediates only (for ``s_server -cert_chain``), may be empty
-
-
-def make_ca(
-    cn: str,
-    key: PrivateKey,
-    issuer: tuple[x509.Certificate, PrivateKey] | None = None,
-    *,
-    bc_critical: bool = True,
-    is_ca: bool = True,
-    key_cert_sign: bool = True,
-) -> x509.Certificate:
-    issuer_name, signer = (issuer[0].subject, issuer[1]) if issuer else (_name(cn), key)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - DAY)
-        .not_valid_after(NOW + 30 * DAY)
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), bc_critical)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=key_cert_sign,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(signer, hashes.SHA256())
-    )
-
-
-def make_leaf(
-    cn: str,
-    key: PrivateKey,
-    issuer: tuple[x509.Certificate, PrivateKey],
-    *,
-    names: list[x509.GeneralName] | None = None,
-    eku: list[x509.ObjectIdentifier] | None = None,
-    not_before: dt.datetime | None = None,
-    not_after: dt.datetime | None = None,
-) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(issuer[0].subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or NOW - DAY)
-        .not_valid_after(not_after or NOW + 10 * DAY)
-    )
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    if eku:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-    return builder.sign(issuer[1], hashes.SHA256())
 
 
 def _pem(*certs: x509.Certificate) -> bytes:
@@ -154,64 +90,42 @@ class Pki:
 
 
 def build_pki(directory: Path) -> Pki:
-    root_key, inter_key = ec_key(), ec_key()
-    root = make_ca("est-hw test root", root_key)
-    inter = make_ca("est-hw test intermediate", inter_key, (root, root_key))
+    ca = make_two_tier_ca(issuing_cn="est-hw test intermediate", days=30)
     root_path = directory / "root.pem"
-    root_path.write_bytes(_pem(root))
-    srv = (inter, inter_key)
-    server_auth = [ExtendedKeyUsageOID.SERVER_AUTH]
-    client_auth = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    root_path.write_bytes(_pem(ca.root.cert))
 
-    def server(
+    def issue(
         stem: str,
         key: PrivateKey,
-        names: list[x509.GeneralName] = LOCAL_NAMES,
-        not_before: dt.datetime | None = None,
-        not_after: dt.datetime | None = None,
+        cn: str = "localhost",
+        *,
+        names: list[x509.GeneralName] | None = LOCAL_NAMES,
+        eku: list[x509.ObjectIdentifier] = SERVER_AUTH,
+        issuer: Issuer = ca.issuing,
+        chain: tuple[x509.Certificate, ...] = (ca.issuing.cert,),
+        start: dt.datetime = NOW - DAY,
+        days: int = 11,
     ) -> Issued:
-        cert = make_leaf(
-            "localhost",
-            key,
-            srv,
-            names=names,
-            eku=server_auth,
-            not_before=not_before,
-            not_after=not_after,
-        )
-        return write_issued(directory, stem, cert, key, inter)
+        """A certificate for ``key`` and the files for it (a server's unless told).
 
-    other_key = ec_key()
-    other_root = make_ca("some other CA", other_key)
-    untrusted_key = ec_key()
-    untrusted = make_leaf(
-        "localhost", untrusted_key, (other_root, other_key), names=LOCAL_NAMES, eku=server_auth
-    )
-    client_ec_key, client_rsa_key = ec_key(), rsa_key()
+        Signed by the intermediate and valid from yesterday for ten days from now, unless
+        told otherwise; ``chain`` is what is sent after it.
+        """
+        cert = make_leaf(issuer, key.public_key(), cn, names=names, eku=eku, start=start, days=days)
+        return write_issued(directory, stem, cert, key, *chain)
+
     return Pki(
         directory=directory,
-        root=root,
+        root=ca.root.cert,
         root_path=root_path,
-        intermediate=inter,
-        server_ec=server("server-ec", ec_key()),
-        server_rsa=server("server-rsa", rsa_key()),
-        server_expired=server(
-            "server-expired", ec_key(), not_before=NOW - 30 * DAY, not_after=NOW - DAY
+        intermediate=ca.issuing.cert,
+        server_ec=issue("server-ec", ec_key()),
+        server_rsa=issue("server-rsa", rsa_key()),
+        server_expired=issue("server-expired", ec_key(), start=NOW - 30 * DAY, days=29),
+        server_other_name=issue("server-other", ec_key(), names=[x509.DNSName("other.example")]),
+        server_untrusted=issue(
+            "server-untrusted", ec_key(), issuer=make_ca("some other CA", days=30), chain=()
         ),
-        server_other_name=server("server-other", ec_key(), names=[x509.DNSName("other.example")]),
-        server_untrusted=write_issued(directory, "server-untrusted", untrusted, untrusted_key),
-        client_ec=write_issued(
-            directory,
-            "client-ec",
-            make_leaf("client-ec", client_ec_key, srv, eku=client_auth),
-            client_ec_key,
-            inter,
-        ),
-        client_rsa=write_issued(
-            directory,
-            "client-rsa",
-            make_leaf("client-rsa", client_rsa_key, srv, eku=client_auth),
-            client_rsa_key,
-            inter,
-        ),
+        client_ec=issue("client-ec", ec_key(), "client-ec", names=None, eku=CLIENT_AUTH),
+        client_rsa=issue("client-rsa", rsa_key(), "client-rsa", names=None, eku=CLIENT_AUTH),
     )

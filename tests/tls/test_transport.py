@@ -132,20 +132,18 @@ def test_untrusted_chain_is_refused_before_any_request(
     assert "ALERT_BAD_CERTIFICATE" in (server.seen[0].error or "")  # our alert
 
 
-def test_wrong_hostname_is_refused(pki: Pki, make_settings: MakeSettings) -> None:
-    issued = pki.server_other_name
+@pytest.mark.parametrize(
+    ("which", "refusal"),
+    [("server_other_name", "does not match 'localhost'"), ("server_expired", "expired")],
+    ids=["wrong_hostname", "expired_certificate"],
+)
+def test_bad_server_certificate_is_refused(
+    pki: Pki, make_settings: MakeSettings, which: str, refusal: str
+) -> None:
+    issued: Issued = getattr(pki, which)
     with (
         PythonTlsServer(issued.chain_path, issued.key_path) as server,
-        pytest.raises(TrustError, match="does not match 'localhost'"),
-    ):
-        get(make_settings(), server.url)
-
-
-def test_expired_certificate_is_refused(pki: Pki, make_settings: MakeSettings) -> None:
-    issued = pki.server_expired
-    with (
-        PythonTlsServer(issued.chain_path, issued.key_path) as server,
-        pytest.raises(TrustError, match="expired"),
+        pytest.raises(TrustError, match=refusal),
     ):
         get(make_settings(), server.url)
 

@@ -12,7 +12,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from est_hw.errors import TrustError, UsageError
 from est_hw.tls import ServerTrust, verify_server_chain
 from est_hw.tls.trust import system_anchors
-from tests.tls.pki import LOCAL_NAMES, NOW, Pki, ec_key, make_ca, make_leaf
+from tests.pki import NOW, make_ca, make_leaf
+from tests.tls.pki import LOCAL_NAMES, Pki, ec_key
 
 
 def test_chain_with_intermediate_verifies_for_dns_name_and_ip(pki: Pki) -> None:
@@ -90,60 +91,49 @@ def test_anchors_must_be_certificates() -> None:
 
 
 def test_real_world_pki_noncritical_basic_constraints_and_no_eku_is_accepted() -> None:
-    ca_key, leaf_key = ec_key(), ec_key()
-    ca = make_ca("demo CA", ca_key, bc_critical=False)
-    leaf = make_leaf("est", leaf_key, (ca, ca_key), names=LOCAL_NAMES, eku=None)
-    verify_server_chain([leaf], "localhost", ServerTrust((ca,)))
+    ca = make_ca("demo CA", critical_bc=False)
+    leaf = make_leaf(ca, ec_key().public_key(), "est", names=LOCAL_NAMES, eku=None)
+    verify_server_chain([leaf], "localhost", ServerTrust((ca.cert,)))
     with pytest.raises(TrustError, match="does not match"):
-        verify_server_chain([leaf], "est.example", ServerTrust((ca,)))
+        verify_server_chain([leaf], "est.example", ServerTrust((ca.cert,)))
 
 
-def test_issuer_that_is_not_a_ca_is_refused() -> None:
-    ca_key, inter_key, leaf_key = ec_key(), ec_key(), ec_key()
-    ca = make_ca("root", ca_key)
-    not_ca = make_ca("not a CA", inter_key, (ca, ca_key), is_ca=False)
-    leaf = make_leaf("est", leaf_key, (not_ca, inter_key), names=LOCAL_NAMES)
-    with pytest.raises(TrustError, match="untrusted") as caught:
-        verify_server_chain([leaf, not_ca], "localhost", ServerTrust((ca,)))
-    print(caught.value)
-
-
-def test_issuer_without_key_cert_sign_is_refused() -> None:
-    ca_key, inter_key, leaf_key = ec_key(), ec_key(), ec_key()
-    ca = make_ca("root", ca_key)
-    inter = make_ca("no keyCertSign", inter_key, (ca, ca_key), key_cert_sign=False)
-    leaf = make_leaf("est", leaf_key, (inter, inter_key), names=LOCAL_NAMES)
-    with pytest.raises(TrustError, match="untrusted") as caught:
-        verify_server_chain([leaf, inter], "localhost", ServerTrust((ca,)))
-    print(caught.value)
+@pytest.mark.parametrize(
+    ("is_ca", "key_cert_sign"),
+    [(False, True), (True, False)],
+    ids=["issuer_that_is_not_a_ca", "issuer_without_key_cert_sign"],
+)
+def test_issuer_that_may_not_sign_certificates_is_refused(is_ca: bool, key_cert_sign: bool) -> None:
+    root = make_ca("root")
+    issuer = make_ca("issuer", root, is_ca=is_ca, key_cert_sign=key_cert_sign)
+    leaf = make_leaf(issuer, ec_key().public_key(), "est", names=LOCAL_NAMES)
+    with pytest.raises(TrustError, match="untrusted"):
+        verify_server_chain([leaf, issuer.cert], "localhost", ServerTrust((root.cert,)))
 
 
 def test_eku_without_server_auth_is_refused() -> None:
-    ca_key, leaf_key = ec_key(), ec_key()
-    ca = make_ca("root", ca_key)
+    ca = make_ca("root")
     leaf = make_leaf(
-        "est", leaf_key, (ca, ca_key), names=LOCAL_NAMES, eku=[ExtendedKeyUsageOID.CLIENT_AUTH]
+        ca, ec_key().public_key(), "est", names=LOCAL_NAMES, eku=[ExtendedKeyUsageOID.CLIENT_AUTH]
     )
     with pytest.raises(TrustError, match="serverAuth"):
-        verify_server_chain([leaf], "localhost", ServerTrust((ca,)))
+        verify_server_chain([leaf], "localhost", ServerTrust((ca.cert,)))
 
 
 def test_leaf_without_san_is_refused() -> None:
-    ca_key, leaf_key = ec_key(), ec_key()
-    ca = make_ca("root", ca_key)
-    leaf = make_leaf("localhost", leaf_key, (ca, ca_key), names=None)
+    ca = make_ca("root")
+    leaf = make_leaf(ca, ec_key().public_key(), "localhost", names=None)
     with pytest.raises(TrustError, match="subjectAltName"):
-        verify_server_chain([leaf], "localhost", ServerTrust((ca,)))
+        verify_server_chain([leaf], "localhost", ServerTrust((ca.cert,)))
 
 
 def test_ip_san_only_matches_ip(pki: Pki) -> None:
-    ca_key, leaf_key = ec_key(), ec_key()
-    ca = make_ca("root", ca_key)
+    ca = make_ca("root")
     names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("::1"))]
     leaf = make_leaf(
-        "v6", leaf_key, (ca, ca_key), names=names, eku=[ExtendedKeyUsageOID.SERVER_AUTH]
+        ca, ec_key().public_key(), "v6", names=names, eku=[ExtendedKeyUsageOID.SERVER_AUTH]
     )
-    verify_server_chain([leaf], "::1", ServerTrust((ca,)))
-    verify_server_chain([leaf], "[::1]", ServerTrust((ca,)))
+    verify_server_chain([leaf], "::1", ServerTrust((ca.cert,)))
+    verify_server_chain([leaf], "[::1]", ServerTrust((ca.cert,)))
     with pytest.raises(TrustError, match="does not match"):
-        verify_server_chain([leaf], "localhost", ServerTrust((ca,)))
+        verify_server_chain([leaf], "localhost", ServerTrust((ca.cert,)))

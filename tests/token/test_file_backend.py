@@ -16,15 +16,8 @@ from cryptography.x509.oid import NameOID
 from est_hw.errors import CertificateMismatchError, KeyNotFoundError, TokenError, UsageError
 from est_hw.keys.base import KeyBackend, KeyType
 from est_hw.keys.file import FileKeyBackend, open_file_store
-from tests.token.conftest import ThrowawayCa
-
-KEY_TYPES = [
-    KeyType.EC_P256,
-    KeyType.EC_P384,
-    KeyType.RSA_2048,
-    pytest.param(KeyType.RSA_3072, marks=pytest.mark.slow),
-    pytest.param(KeyType.RSA_4096, marks=pytest.mark.slow),
-]
+from tests.pki import TwoTierCa
+from tests.token.conftest import KEY_TYPES
 
 
 @pytest.fixture
@@ -60,7 +53,7 @@ def test_generate_find_and_sign_a_csr(store: FileKeyBackend, key_type: KeyType) 
 
 
 def test_store_certificate_replace_and_inventory(
-    store: FileKeyBackend, throwaway_ca: ThrowawayCa
+    store: FileKeyBackend, throwaway_ca: TwoTierCa
 ) -> None:
     key = store.generate_key(KeyType.EC_P256, "device")
     first = throwaway_ca.issue(key.public_key(), "first")
@@ -78,14 +71,14 @@ def test_store_certificate_replace_and_inventory(
     assert [k.key_id for k in inventory.keys] == [key.key_id]
     assert [(c.certificate, c.is_ca) for c in inventory.certificates] == [
         (second, False),
-        (throwaway_ca.intermediate, True),
-        (throwaway_ca.root, True),
+        (throwaway_ca.issuing.cert, True),
+        (throwaway_ca.root.cert, True),
     ]
     assert inventory.certificates[0].label == "device"
 
 
 def test_mismatch_refused_and_files_unchanged(
-    store: FileKeyBackend, throwaway_ca: ThrowawayCa
+    store: FileKeyBackend, throwaway_ca: TwoTierCa
 ) -> None:
     key = store.generate_key(KeyType.EC_P256, "device")
     store.store_certificate(key, throwaway_ca.issue(key.public_key()), throwaway_ca.chain)
@@ -97,10 +90,10 @@ def test_mismatch_refused_and_files_unchanged(
 
 
 def test_failed_certificate_write_puts_the_old_chain_back(
-    store: FileKeyBackend, throwaway_ca: ThrowawayCa, monkeypatch: pytest.MonkeyPatch
+    store: FileKeyBackend, throwaway_ca: TwoTierCa, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = store.generate_key(KeyType.EC_P256, "device")
-    store.store_certificate(key, throwaway_ca.issue(key.public_key()), [throwaway_ca.root])
+    store.store_certificate(key, throwaway_ca.issue(key.public_key()), [throwaway_ca.root.cert])
     before = _snapshot(store.directory)
     real_replace = os.replace
 
@@ -118,7 +111,7 @@ def test_failed_certificate_write_puts_the_old_chain_back(
     assert _snapshot(store.directory) == before
 
 
-def test_find_delete_and_close(store: FileKeyBackend, throwaway_ca: ThrowawayCa) -> None:
+def test_find_delete_and_close(store: FileKeyBackend, throwaway_ca: TwoTierCa) -> None:
     first = store.generate_key(KeyType.EC_P256, "twin")
     second = store.generate_key(KeyType.EC_P256, "twin")
     with pytest.raises(KeyNotFoundError, match="2 keys"):

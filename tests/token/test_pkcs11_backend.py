@@ -37,17 +37,18 @@ from est_hw.keys.pkcs11 import (
 )
 from est_hw.keys.uri import parse_pkcs11_uri
 from tests.conftest import SoftHsmToken, init_softhsm_token
-from tests.token.conftest import ThrowawayCa, list_objects, pkcs11_tool
+from tests.pkcs11_tool import (
+    TokenObject,
+    list_objects,
+    list_objects_text,
+    pkcs11_tool,
+    read_object,
+)
+from tests.pki import TwoTierCa
+from tests.token.conftest import KEY_TYPES
 
 pytestmark = pytest.mark.softhsm
 
-KEY_TYPES = [
-    KeyType.EC_P256,
-    KeyType.EC_P384,
-    KeyType.RSA_2048,
-    pytest.param(KeyType.RSA_3072, marks=pytest.mark.slow),
-    pytest.param(KeyType.RSA_4096, marks=pytest.mark.slow),
-]
 DER = serialization.Encoding.DER
 SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 MISSING = "/nonexistent/libpkcs11.so"
@@ -57,18 +58,6 @@ def _csr(key: TokenKey, **sign_options: Any) -> x509.CertificateSigningRequest:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device-1")])
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
     return builder.sign(key.private_key, hashes.SHA256(), **sign_options)
-
-
-def _objects_blocks(listing: str) -> list[dict[str, str]]:
-    """Parse ``pkcs11-tool -O`` output into one dict per object ("kind" plus its fields)."""
-    blocks: list[dict[str, str]] = []
-    for line in listing.splitlines():
-        if line and not line.startswith(" "):
-            blocks.append({"kind": line.strip()})
-        elif ":" in line and blocks:
-            name, _, value = line.strip().partition(":")
-            blocks[-1][name.strip()] = value.strip()
-    return blocks
 
 
 def _second_session(token: SoftHsmToken) -> pkcs11.Session:
@@ -156,23 +145,21 @@ def test_generated_attributes_seen_by_pkcs11_tool(
     backend: Pkcs11Backend, softhsm_token: SoftHsmToken, key_type: KeyType
 ) -> None:
     key = backend.generate_key(key_type, "seen-by-opensc")
-    blocks = [
-        b for b in _objects_blocks(list_objects(softhsm_token)) if b.get("ID") == key.key_id.hex()
-    ]
+    objects = [o for o in list_objects(softhsm_token) if o.id == key.key_id.hex()]
 
-    kinds = sorted(b["kind"].split(";")[0] for b in blocks)
+    kinds = sorted(o.kind.split(";")[0] for o in objects)
     assert kinds == ["Private Key Object", "Public Key Object"]
-    private = next(b for b in blocks if b["kind"].startswith("Private"))
-    public = next(b for b in blocks if b["kind"].startswith("Public"))
-    access = [flag.strip() for flag in private["Access"].split(",")]
+    private = next(o for o in objects if o.kind.startswith("Private"))
+    public = next(o for o in objects if o.kind.startswith("Public"))
+    access = [flag.strip() for flag in private.attrs["Access"].split(",")]
     assert "sensitive" in access
     assert "always sensitive" in access
     assert "never extractable" in access
     assert "extractable" not in access
-    assert private["Usage"] == "sign"
-    assert private["label"] == "seen-by-opensc"
-    assert public["Usage"] == "verify"
-    assert public["label"] == "seen-by-opensc"
+    assert private.attrs["Usage"] == "sign"
+    assert private.attrs["label"] == "seen-by-opensc"
+    assert public.attrs["Usage"] == "verify"
+    assert public.attrs["label"] == "seen-by-opensc"
 
 
 @pytest.mark.parametrize(
@@ -306,7 +293,7 @@ def test_failed_generation_leaves_nothing_behind(
         backend.generate_key(KeyType.EC_P256, "half-made")
     monkeypatch.undo()
     assert backend.inventory().keys == []
-    assert "half-made" not in list_objects(softhsm_token)
+    assert "half-made" not in list_objects_text(softhsm_token)
 
 
 def test_unsupported_generation_is_refused(backend: Pkcs11Backend) -> None:
@@ -317,21 +304,19 @@ def test_unsupported_generation_is_refused(backend: Pkcs11Backend) -> None:
 # --- certificates ---------------------------------------------------------------------------
 
 
-def _cert_objects(token: SoftHsmToken) -> list[dict[str, str]]:
-    return [b for b in _objects_blocks(list_objects(token)) if b["kind"].startswith("Certificate")]
+def _cert_objects(token: SoftHsmToken) -> list[TokenObject]:
+    return [o for o in list_objects(token) if o.kind.startswith("Certificate")]
 
 
 def test_store_certificate_and_read_it_back(
-    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: ThrowawayCa
+    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: TwoTierCa
 ) -> None:
     key = backend.generate_key(KeyType.EC_P256, "device")
     cert = throwaway_ca.issue(key.public_key())
 
     backend.store_certificate(key, cert, throwaway_ca.chain)
 
-    der = pkcs11_tool(
-        softhsm_token, "--read-object", "--type", "cert", "--id", key.key_id.hex()
-    ).stdout
+    der = read_object(softhsm_token, "cert", key.key_id.hex())
     assert der == cert.public_bytes(DER)
     with _second_session(softhsm_token) as session:
         (obj,) = session.get_objects(
@@ -369,7 +354,7 @@ def test_store_certificate_and_read_it_back(
 
 
 def test_store_again_replaces_the_certificate_and_keeps_one_copy_of_the_cas(
-    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: ThrowawayCa
+    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: TwoTierCa
 ) -> None:
     key = backend.generate_key(KeyType.EC_P256, "renewed")
     other = backend.generate_key(KeyType.EC_P256, "other")
@@ -387,34 +372,32 @@ def test_store_again_replaces_the_certificate_and_keeps_one_copy_of_the_cas(
         "CN=est-hw test root",
         "CN=second",
     ]
-    der = pkcs11_tool(
-        softhsm_token, "--read-object", "--type", "cert", "--id", key.key_id.hex()
-    ).stdout
+    der = read_object(softhsm_token, "cert", key.key_id.hex())
     assert der == second.public_bytes(DER)
     assert len(_cert_objects(softhsm_token)) == 4
 
 
 def test_mismatched_certificate_is_refused_and_the_token_is_unchanged(
-    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: ThrowawayCa
+    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: TwoTierCa
 ) -> None:
     key = backend.generate_key(KeyType.EC_P256, "device")
     backend.store_certificate(key, throwaway_ca.issue(key.public_key()), [])
-    before = list_objects(softhsm_token)
+    before = list_objects_text(softhsm_token)
     stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
 
     with pytest.raises(CertificateMismatchError, match="device"):
         backend.store_certificate(key, throwaway_ca.issue(stranger), throwaway_ca.chain)
 
-    assert list_objects(softhsm_token) == before
+    assert list_objects_text(softhsm_token) == before
 
 
 def test_failed_store_leaves_the_token_as_it_was(
-    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: ThrowawayCa
+    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: TwoTierCa
 ) -> None:
     """Fault injection: the token refuses the second object of a store."""
     key = backend.generate_key(KeyType.EC_P256, "device")
     backend.store_certificate(key, throwaway_ca.issue(key.public_key(), "old"), [])
-    before = list_objects(softhsm_token)
+    before = list_objects_text(softhsm_token)
     real = backend._session
 
     class RefusesSecondCreate:
@@ -437,11 +420,11 @@ def test_failed_store_leaves_the_token_as_it_was(
             )
     finally:
         backend._session = real
-    assert list_objects(softhsm_token) == before
+    assert list_objects_text(softhsm_token) == before
 
 
 def test_delete_certificates_and_key(
-    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: ThrowawayCa
+    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: TwoTierCa
 ) -> None:
     key = backend.generate_key(KeyType.RSA_2048, "doomed")
     keep = backend.generate_key(KeyType.EC_P256, "kept")
@@ -454,7 +437,7 @@ def test_delete_certificates_and_key(
 
     backend.delete_key(key)
     assert [k.key_id for k in backend.inventory().keys] == [keep.key_id]
-    assert key.key_id.hex() not in list_objects(softhsm_token)
+    assert key.key_id.hex() not in list_objects_text(softhsm_token)
     with pytest.raises(KeyNotFoundError):
         backend.find_key(key_id=key.key_id)
     with pytest.raises(KeyNotFoundError):
@@ -462,18 +445,18 @@ def test_delete_certificates_and_key(
 
 
 def test_inventory_counts_a_foreign_certificate_without_key_as_ca(
-    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: ThrowawayCa, tmp_path: Any
+    backend: Pkcs11Backend, softhsm_token: SoftHsmToken, throwaway_ca: TwoTierCa, tmp_path: Any
 ) -> None:
     """A certificate written by pkcs11-tool (category unspecified) with no key is a CA one."""
     path = tmp_path / "root.der"
-    path.write_bytes(throwaway_ca.root.public_bytes(DER))
+    path.write_bytes(throwaway_ca.root.cert.public_bytes(DER))
     pkcs11_tool(
         softhsm_token, "--write-object", str(path), "--type", "cert", "--id", "99", "--label", "r"
     )
     (stored,) = backend.inventory().certificates
     assert stored.is_ca
     assert stored.key_id == b"\x99"
-    assert stored.certificate == throwaway_ca.root
+    assert stored.certificate == throwaway_ca.root.cert
 
 
 # --- finding keys ---------------------------------------------------------------------------

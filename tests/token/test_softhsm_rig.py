@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pkcs11
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -15,6 +13,7 @@ from pkcs11.util.ec import (
 )
 
 from tests.conftest import SoftHsmToken
+from tests.pkcs11_tool import list_objects_text
 
 
 def test_fresh_token_signs_and_pkcs11_tool_lists_the_key(softhsm_token: SoftHsmToken) -> None:
@@ -33,11 +32,7 @@ def test_fresh_token_signs_and_pkcs11_tool_lists_the_key(softhsm_token: SoftHsmT
         assert isinstance(spki, ec.EllipticCurvePublicKey)
         spki.verify(encode_ecdsa_signature(raw), b"rig", ec.ECDSA(hashes.SHA256()))
 
-    listing = subprocess.run(
-        ["pkcs11-tool", "--module", softhsm_token.module, "--token-label", softhsm_token.label,
-         "--login", "--pin", softhsm_token.pin, "-O"],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+    listing = list_objects_text(softhsm_token)
     assert "Private Key Object; EC" in listing
     assert "label:      rig" in listing
     assert "ID:         42" in listing
