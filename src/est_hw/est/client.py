@@ -30,6 +30,7 @@ from est_hw.errors import (
 )
 from est_hw.est import messages
 from est_hw.est.auth import ChallengeAuth, HttpCredentials
+from est_hw.est.proxy import proxy_for
 from est_hw.tls.settings import TlsSettings
 from est_hw.tls.transport import TokenTlsTransport
 
@@ -41,6 +42,9 @@ _LABEL = re.compile(r"^[A-Za-z0-9._~-]+$")
 #: after this many seconds.
 DEFAULT_RETRY_AFTER = 60
 _SERVER_TEXT_LIMIT = 200
+#: Same-origin redirects followed per request before giving up.
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 log = logging.getLogger(__name__)
 
 
@@ -110,6 +114,8 @@ class EstClient:
     :param credentials: HTTP Basic/Digest credentials (RFC 7030 section 3.2.3); refused
         on a provisional connection whose server is not authenticated.
     :param timeout: seconds allowed for each request as a whole.
+    :param proxy: an ``http://`` proxy to tunnel through (CONNECT); by default
+        (``env_proxy``) HTTPS_PROXY / NO_PROXY decide.
     """
 
     def __init__(
@@ -119,13 +125,19 @@ class EstClient:
         *,
         credentials: HttpCredentials | None = None,
         timeout: float = 30.0,
+        proxy: str | None = None,
+        env_proxy: bool = True,
     ) -> None:
         if credentials is not None and not tls.trust.verify:
             raise UsageError("credentials are never sent to a server that is not authenticated")
         self.endpoint = endpoint
         self._last_stream: typing.Any = None
         self._http = httpx.Client(
-            transport=TokenTlsTransport(tls, timeout=timeout),
+            transport=TokenTlsTransport(
+                tls,
+                timeout=timeout,
+                proxy=proxy or (proxy_for(endpoint.base_url) if env_proxy else None),
+            ),
             auth=ChallengeAuth(credentials) if credentials else None,
             timeout=timeout,
             follow_redirects=False,
@@ -234,14 +246,31 @@ class EstClient:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        try:
-            response = self._http.request(
-                method, self.endpoint.url_for(operation), content=content, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            raise ProtocolError(f"{what}: {type(exc).__name__}: {exc}") from None
-        self._last_stream = response.extensions.get("network_stream")
-        return response
+        """Send one request, following same-origin redirects only.
+
+        A redirect keeps method, body and credentials, so it is followed only to the same
+        origin (https, host, port: RFC 6454); anything else is refused, which also means
+        credentials never go to another host and never over plain http.
+        """
+        url = httpx.URL(self.endpoint.url_for(operation))
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                response = self._http.request(method, url, content=content, headers=headers)
+            except httpx.HTTPError as exc:
+                raise ProtocolError(f"{what}: {type(exc).__name__}: {exc}") from None
+            self._last_stream = response.extensions.get("network_stream")
+            if response.status_code not in _REDIRECTS or "location" not in response.headers:
+                return response
+            target = url.join(response.headers["location"])
+            if (target.scheme, target.host, target.port) != (url.scheme, url.host, url.port):
+                raise ProtocolError(
+                    f"{what}: HTTP {response.status_code} redirect to another origin "
+                    f"({target.scheme}://{target.host}"
+                    f"{':' + str(target.port) if target.port else ''}) refused"
+                )
+            log.info("following a same-origin redirect to %s", target.path)
+            url = target
+        raise ProtocolError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
     @staticmethod
     def _retry_after(response: httpx.Response) -> int:

@@ -46,12 +46,35 @@ def _placeholder_ssl_context() -> ssl.SSLContext:
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
+def _proxy_pool(proxy: str, settings: TlsSettings) -> httpcore.HTTPProxy:
+    """Tunnel through an HTTP proxy with CONNECT (RFC 9110 section 9.3.6).
+
+    The TLS handshake (tlslite-ng, server verified as always) runs inside the tunnel, so
+    the proxy sees only the target host and port.  Only ``http://`` proxies: TLS to the
+    proxy itself would be TLS inside TLS.
+    """
+    url = httpx.URL(proxy)
+    if url.scheme != "http" or not url.host:
+        raise UsageError(f"proxy {url.copy_with(password=None)} is not http://host:port")
+    auth = (url.username, url.password) if url.username else None
+    return httpcore.HTTPProxy(
+        proxy_url=str(url.copy_with(username=None, password=None)),
+        proxy_auth=auth,
+        ssl_context=_placeholder_ssl_context(),
+        http1=True,
+        http2=False,
+        retries=0,
+        network_backend=TlsNetworkBackend(settings),
+    )
+
+
 class TokenTlsTransport(httpx.BaseTransport):
     """An httpx transport over tlslite-ng TLS with a key that may live in a token.
 
     :param settings: trust anchors, client identity and protocol versions.
     :param timeout: seconds allowed for one whole request, answer included.
     :param max_response_bytes: largest answer body accepted.
+    :param proxy: an ``http://[user:password@]host:port`` proxy to tunnel through.
     """
 
     def __init__(
@@ -60,18 +83,23 @@ class TokenTlsTransport(httpx.BaseTransport):
         *,
         timeout: float = 30.0,
         max_response_bytes: int = 1 << 20,
+        proxy: str | None = None,
     ) -> None:
         if timeout <= 0 or max_response_bytes <= 0:
             raise UsageError("timeout and max_response_bytes must be positive")
         self.settings = settings
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=_placeholder_ssl_context(),
-            http1=True,
-            http2=False,
-            retries=0,
-            network_backend=TlsNetworkBackend(settings),
+        self._pool: httpcore.ConnectionPool = (
+            _proxy_pool(proxy, settings)
+            if proxy
+            else httpcore.ConnectionPool(
+                ssl_context=_placeholder_ssl_context(),
+                http1=True,
+                http2=False,
+                retries=0,
+                network_backend=TlsNetworkBackend(settings),
+            )
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
