@@ -206,11 +206,10 @@ def test_bad_enroll_answers_leave_the_token_untouched(
     assert _snapshot(softhsm_token) == before
 
 
-def test_pending_exits_7_with_retry_after(
+def test_pending_exits_7_and_the_next_run_resumes_with_the_same_key_and_csr(
     cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer
 ) -> None:
     server, ca_file = est_server(pending=1, retry_after=42)
-    before = _snapshot(softhsm_token)
     result = _enroll(cli, server.url, ca_file, softhsm_token)
     assert result.code == 7, result.stderr
     assert result.json() == {
@@ -219,4 +218,17 @@ def test_pending_exits_7_with_retry_after(
         "exit_code": 7,
         "retry_after": 42,
     }
-    assert _snapshot(softhsm_token) == before
+    # RFC 7030 4.2.3: the key stays, with the pending state recorded on the token
+    objects = list_objects(softhsm_token)
+    (private,) = [o for o in objects if o.kind.startswith("Private Key Object")]
+    (record,) = [o for o in objects if o.kind.startswith("Data object")]
+    assert record.attrs["label"] == "'est-hw/pending/fail-1'"
+
+    again = _enroll(cli, server.url, ca_file, softhsm_token)
+    assert again.code == 0, again.stderr
+    assert again.json()["key_id"] == private.id
+    objects = list_objects(softhsm_token)
+    assert [o.id for o in objects if o.kind.startswith("Private Key Object")] == [private.id]
+    assert not [o for o in objects if o.kind.startswith("Data object")]
+    first, second = [r.body for r in server.requests if r.path.endswith("/simpleenroll")]
+    assert first == second  # the same CSR, signed by the same key

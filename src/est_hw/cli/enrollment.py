@@ -25,6 +25,7 @@ from est_hw.errors import UsageError
 if TYPE_CHECKING:
     from est_hw.keys.base import KeyBackend, TokenKey
     from est_hw.provision import EnrollResult
+    from est_hw.provision.waiting import WaitPolicy
 
 #: The values of :class:`est_hw.keys.base.KeyType` (kept here so --help imports nothing).
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
@@ -43,6 +44,19 @@ out_option = click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write the certificate and chain as PEM here.",
+)
+wait_option = click.option(
+    "--wait",
+    is_flag=True,
+    help="On HTTP 202 (pending), wait as the server's Retry-After says and resend the same "
+    "CSR, up to --max-wait. Without it est-hw exits 7 and the next run resumes.",
+)
+max_wait_option = click.option(
+    "--max-wait",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="With --wait: give up (exit 7) when the server asks to wait beyond this.",
 )
 key_label_option = click.option(
     "--key-label", help="Label of the key on the token (default: the only enrolled key)."
@@ -66,6 +80,7 @@ def _render(result: EnrollResult, status: str, as_json: bool, out: Path | None) 
         "key_type": result.key.key_type.value,
         "token": result.token,
         "chain_length": len(result.chain),
+        "resumed": result.resumed,
     }
     if result.previous is not None:
         fields["previous_serial_number"] = format(result.previous.serial_number, "x")
@@ -74,6 +89,27 @@ def _render(result: EnrollResult, status: str, as_json: bool, out: Path | None) 
         emit_json(fields)
     else:
         emit_lines([f"{name}: {value}" for name, value in fields.items()])
+
+
+def _wait_policy(kwargs: dict[str, Any]) -> WaitPolicy | None:
+    """--wait / --max-wait as a polling policy; progress goes to stderr on a TTY."""
+    import sys
+
+    from est_hw.provision.renew import parse_duration
+    from est_hw.provision.waiting import WaitPolicy
+
+    wait: bool = kwargs.pop("wait")
+    max_wait = parse_duration(kwargs.pop("max_wait"), option="--max-wait")
+    if not wait:
+        return None
+
+    def progress(seconds: int, attempt: int) -> None:
+        if sys.stderr.isatty():
+            click.echo(
+                f"est-hw: request pending (attempt {attempt}); retrying in {seconds} s", err=True
+            )
+
+    return WaitPolicy(max_wait=max_wait.total_seconds(), progress=progress)
 
 
 def _named_key(backend: KeyBackend, token_args: TokenArgs, label: str | None) -> TokenKey:
@@ -112,6 +148,8 @@ def _named_key(backend: KeyBackend, token_args: TokenArgs, label: str | None) ->
     "(e.g. an IDevID): pkcs11:object=LABEL or pkcs11:id=%01.",
 )
 @channel_binding_option
+@wait_option
+@max_wait_option
 @out_option
 def enroll(**kwargs: Any) -> None:
     """Generate a key on the token, enroll it, store the certificate (RFC 7030 4.2.1)."""
@@ -139,6 +177,7 @@ def enroll(**kwargs: Any) -> None:
     sans = tuple(parse_san(text) for text in san_texts)
     key_type = KeyType(kwargs.pop("key_type"))
     binding = ChannelBinding(kwargs.pop("channel_binding"))
+    wait = _wait_policy(kwargs)
     tls_key_text: str | None = kwargs.pop("tls_key_uri")
     tls_key_uri = parse_pkcs11_uri(tls_key_text) if tls_key_text else None
     label: str | None = kwargs.pop("key_label")
@@ -159,7 +198,9 @@ def enroll(**kwargs: Any) -> None:
                 raise UsageError("--tls-key-uri must name a key: object=LABEL or id=...")
             tls_key = backend.find_key(key_id=tls_key_uri.id, label=tls_key_uri.object)
             identity = client_identity(backend, tls_key)
-        result = enroll_on_token(backend, server, request, tls_identity=identity, binding=binding)
+        result = enroll_on_token(
+            backend, server, request, tls_identity=identity, binding=binding, wait=wait
+        )
     _render(result, "issued", as_json, out)
 
 
@@ -180,6 +221,8 @@ def enroll(**kwargs: Any) -> None:
     help="With --rekey: type of the new key (default: as the old one).",
 )
 @channel_binding_option
+@wait_option
+@max_wait_option
 @out_option
 def reenroll(**kwargs: Any) -> None:
     """Renew the certificate on the token now (RFC 7030 4.2.2, TLS signed by the token)."""
@@ -194,6 +237,7 @@ def reenroll(**kwargs: Any) -> None:
     if key_type_text and not rekey:
         raise UsageError("--key-type needs --rekey (re-enrollment keeps the key otherwise)")
     binding = ChannelBinding(kwargs.pop("channel_binding"))
+    wait = _wait_policy(kwargs)
     label: str | None = kwargs.pop("key_label")
     token_args = take(TokenArgs, kwargs)
     server = take(ServerArgs, kwargs).connect()
@@ -206,6 +250,7 @@ def reenroll(**kwargs: Any) -> None:
             rekey=rekey,
             new_key_type=KeyType(key_type_text) if key_type_text else None,
             binding=binding,
+            wait=wait,
         )
     _render(result, "issued", as_json, out)
 
@@ -228,6 +273,8 @@ def reenroll(**kwargs: Any) -> None:
 )
 @click.option("--rekey", is_flag=True, help="Renew with a new key generated on the token.")
 @channel_binding_option
+@wait_option
+@max_wait_option
 @out_option
 def renew(**kwargs: Any) -> None:
     """Re-enroll only if the certificate on the token is due (exit 0 either way)."""
@@ -248,6 +295,7 @@ def renew(**kwargs: Any) -> None:
     jitter = parse_duration(jitter_text, option="--jitter") if jitter_text else None
     rekey: bool = kwargs.pop("rekey")
     binding = ChannelBinding(kwargs.pop("channel_binding"))
+    wait = _wait_policy(kwargs)
     label: str | None = kwargs.pop("key_label")
     token_args = take(TokenArgs, kwargs)
     server_args = take(ServerArgs, kwargs)
@@ -273,7 +321,7 @@ def renew(**kwargs: Any) -> None:
             logging.getLogger("est_hw.renew").info("waiting %.1f s (--jitter)", delay)
             time.sleep(delay)
         server = server_args.connect()
-        result = reenroll_on_token(backend, server, key, rekey=rekey, binding=binding)
+        result = reenroll_on_token(backend, server, key, rekey=rekey, binding=binding, wait=wait)
     _render(result, "renewed", as_json, out)
 
 

@@ -140,8 +140,19 @@ class KeyBackend(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    def generate_key(self, key_type: KeyType, label: str) -> TokenKey:
-        """Generate a non-exportable key pair inside the store with a fresh id."""
+    def new_key_id(self) -> bytes:
+        """A fresh id no key in the store uses, for :meth:`generate_key` to honour.
+
+        Enrollment records the id in its journal before the key exists, so a key made by
+        a run that was killed is found (and reused or removed) by the next run.
+        """
+
+    @abc.abstractmethod
+    def generate_key(self, key_type: KeyType, label: str, key_id: bytes | None = None) -> TokenKey:
+        """Generate a non-exportable key pair inside the store.
+
+        :param key_id: the id to give it (from :meth:`new_key_id`); a fresh one if None.
+        """
 
     @abc.abstractmethod
     def find_key(self, *, key_id: bytes | None = None, label: str | None = None) -> TokenKey:
@@ -171,6 +182,20 @@ class KeyBackend(abc.ABC):
     @abc.abstractmethod
     def delete_certificates(self, key_id: bytes) -> None:
         """Delete the end-entity certificates stored under ``key_id``."""
+
+    # --- small records kept in the store (the enrollment journal) -----------------------------
+
+    @abc.abstractmethod
+    def put_record(self, name: str, data: bytes) -> None:
+        """Store ``data`` under ``name`` in the store, replacing an earlier record."""
+
+    @abc.abstractmethod
+    def get_record(self, name: str) -> bytes | None:
+        """The record stored under ``name``, or None."""
+
+    @abc.abstractmethod
+    def delete_record(self, name: str) -> None:
+        """Remove the record ``name`` (no error when absent)."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -73,17 +73,28 @@ class FileKeyBackend(KeyBackend):
         self.name = str(directory)
         self._closed = False
 
-    def generate_key(self, key_type: KeyType, label: str) -> TokenKey:
-        """Generate a software key pair (EC P-256/P-384, RSA with e = 65537)."""
+    def new_key_id(self) -> bytes:
+        """A random id that no file in the directory uses."""
+        self._check_open()
+        return self._fresh_id()
+
+    def generate_key(self, key_type: KeyType, label: str, key_id: bytes | None = None) -> TokenKey:
+        """Generate a software key pair (EC P-256/P-384, RSA with e = 65537).
+
+        With ``key_id``, files a killed run left half-written under that id are replaced;
+        a complete key with that id is refused.
+        """
         self._check_open()
         if not label:
             raise UsageError("a key needs a non-empty label")
+        if key_id is not None and self._path(key_id, "json").exists():
+            raise UsageError(f"id {key_id.hex()} is already used in {self.directory}")
         private: PrivateKey
         if key_type.curve is not None:
             private = ec.generate_private_key(key_type.curve)
         else:
             private = rsa.generate_private_key(public_exponent=65537, key_size=key_type.rsa_bits)
-        key_id = self._fresh_id()
+        key_id = key_id if key_id is not None else self._fresh_id()
         pem = private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -211,6 +222,29 @@ class FileKeyBackend(KeyBackend):
     def close(self) -> None:
         """Nothing to release; later calls raise :class:`TokenError`.  Idempotent."""
         self._closed = True
+
+    # --- records: <name>.record files -------------------------------------------------------
+
+    def put_record(self, name: str, data: bytes) -> None:
+        with self._io(f"writing record {name!r}"):
+            _write_atomic(self._record_path(name), data, mode=0o600)
+
+    def get_record(self, name: str) -> bytes | None:
+        self._check_open()
+        try:
+            return self._record_path(name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TokenError(f"reading record {name!r} failed: {exc.strerror}") from exc
+
+    def delete_record(self, name: str) -> None:
+        with self._io(f"deleting record {name!r}"):
+            self._record_path(name).unlink(missing_ok=True)
+
+    def _record_path(self, name: str) -> Path:
+        self._check_open()
+        return self.directory / f"{name.encode().hex()}.record"
 
     def __repr__(self) -> str:
         return f"<FileKeyBackend {self.directory}{' closed' if self._closed else ''}>"

@@ -128,18 +128,26 @@ class Pkcs11Backend(KeyBackend):
 
     # --- keys -------------------------------------------------------------------------------
 
-    def generate_key(self, key_type: KeyType, label: str) -> TokenKey:
+    def new_key_id(self) -> bytes:
+        """A random 8-byte ``CKA_ID`` that no object on the token uses."""
+        with self._guard.call("choosing a key id"):
+            return self._fresh_id()
+
+    def generate_key(self, key_type: KeyType, label: str, key_id: bytes | None = None) -> TokenKey:
         """Generate a key pair inside the token (``C_GenerateKeyPair``).
 
         The private key is ``CKA_TOKEN``, ``CKA_PRIVATE``, ``CKA_SENSITIVE``, not
         ``CKA_EXTRACTABLE``, ``CKA_SIGN`` only; the public key ``CKA_TOKEN``, ``CKA_VERIFY``.
-        Both share a fresh random 8-byte ``CKA_ID`` and ``label``.  If anything fails after
-        the pair exists, both halves are destroyed again.
+        Both share ``key_id`` (default: a fresh random 8-byte ``CKA_ID``) and ``label``.  If
+        anything fails after the pair exists, both halves are destroyed again.
         """
         if not label:
             raise UsageError("a key needs a non-empty label")
         with self._guard.call(f"generating a {key_type.value} key"):
-            key_id = self._fresh_id()
+            if key_id is None:
+                key_id = self._fresh_id()
+            elif self._find({Attribute.ID: key_id}):
+                raise UsageError(f"id {key_id.hex()} is already used on token '{self.label}'")
             try:
                 public, private = self._generate_pair(key_type, key_id, label)
                 return self._token_key(private, public)
@@ -337,6 +345,39 @@ class Pkcs11Backend(KeyBackend):
             except pkcs11.PKCS11Error as exc:  # the session is gone anyway
                 log.debug("token '%s': closing the session: %r", self.label, exc)
 
+    # --- records: CKO_DATA objects of application "est-hw" ----------------------------------
+
+    def put_record(self, name: str, data: bytes) -> None:
+        """Store a private ``CKO_DATA`` object (``CKA_APPLICATION`` "est-hw", label ``name``).
+
+        The new object is created before the old one is destroyed, so a crash in between
+        leaves two copies, and :meth:`get_record` reads the newest (highest handle is not
+        ordered, so the record carries its own sequence; see :func:`_record_value`).
+        """
+        with self._guard.call(f"writing record {name!r}"):
+            old = self._find(_record_query(name))
+            self._session.create_object(
+                {
+                    **_record_query(name),
+                    Attribute.TOKEN: True,
+                    Attribute.PRIVATE: True,
+                    Attribute.MODIFIABLE: True,
+                    Attribute.VALUE: _record_value(data, old),
+                }
+            )
+            for obj in old:
+                obj.destroy()
+
+    def get_record(self, name: str) -> bytes | None:
+        with self._guard.call(f"reading record {name!r}"):
+            values = [bytes(obj[Attribute.VALUE]) for obj in self._find(_record_query(name))]
+        return _newest_record(values)
+
+    def delete_record(self, name: str) -> None:
+        with self._guard.call(f"deleting record {name!r}"):
+            for obj in self._find(_record_query(name)):
+                obj.destroy()
+
     def __repr__(self) -> str:
         state = "closed" if self._guard.closed else "open"
         return f"<Pkcs11Backend token={self.label!r} serial={self.serial!r} {state}>"
@@ -403,6 +444,29 @@ class Pkcs11Backend(KeyBackend):
 
 
 # --- module level helpers ---------------------------------------------------------------------
+
+_RECORD_APPLICATION = "est-hw"
+
+
+def _record_query(name: str) -> dict[Attribute, Any]:
+    return {
+        Attribute.CLASS: ObjectClass.DATA,
+        Attribute.APPLICATION: _RECORD_APPLICATION,
+        Attribute.LABEL: name,
+    }
+
+
+def _record_value(data: bytes, older: list[pkcs11.Object]) -> bytes:
+    """``data`` prefixed with an 8-byte sequence number above every older copy's."""
+    sequence = max((int.from_bytes(bytes(o[Attribute.VALUE])[:8], "big") for o in older), default=0)
+    return (sequence + 1).to_bytes(8, "big") + data
+
+
+def _newest_record(values: list[bytes]) -> bytes | None:
+    """The payload of the copy with the highest sequence number (see :func:`_record_value`)."""
+    if not values:
+        return None
+    return max(values, key=lambda value: int.from_bytes(value[:8], "big"))[8:]
 
 
 def _mapper() -> AttributeMapper:

@@ -6,27 +6,44 @@ reenroll: TLS authenticated by the key and certificate on the token -> CSR with 
           subject and SAN -> /simplereenroll -> verified -> stored; the old certificate
           (and with rekey the old key) removed only after the new one is stored.
 
-A failed enrollment leaves the token as it found it: a key made for it is deleted again,
-and nothing is stored unless it carries the token key and chains to the anchors.
+Every run keeps a journal record in the key store (:mod:`.journal`), so a run that was
+killed, or that got HTTP 202, is resumed by the next run with the same key label: the same
+key and the same CSR, never a second key.  A failure leaves the token as it was: a key made
+for the enrollment is deleted again (unless the server has already accepted the request,
+which keeps it pending), and nothing is stored unless it carries the token key and chains
+to the anchors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
-from est_hw.errors import EstHwError, TrustError
+from est_hw import faults
+from est_hw.errors import (
+    ConnectionFailedError,
+    EnrollmentPendingError,
+    EstHwError,
+    HttpStatusError,
+    KeyNotFoundError,
+    TrustError,
+    UsageError,
+)
 from est_hw.est.client import EstClient
 from est_hw.keys.base import KeyBackend, KeyType, TokenKey
 from est_hw.provision.binding import ChannelBinding, bind
 from est_hw.provision.identity import client_identity, stored_certificate
+from est_hw.provision.journal import Journal, PendingEnrollment
 from est_hw.provision.trust import ServerSession
+from est_hw.provision.waiting import WaitPolicy, until_issued
 from est_hw.tls.settings import ClientIdentity
-from est_hw.x509.csr import CsrContent, build_csr, subject_alt_names
+from est_hw.x509.csr import CsrContent, build_csr, check_csr, subject_alt_names
 from est_hw.x509.trust import split_issued, verify_issued
 
 log = logging.getLogger(__name__)
@@ -46,6 +63,7 @@ class EnrollResult:
     """An issued certificate stored on the token beside its key.
 
     :param previous: the certificate it replaces (re-enrollment), else None.
+    :param resumed: an earlier, interrupted or pending run was completed.
     """
 
     key: TokenKey
@@ -53,6 +71,17 @@ class EnrollResult:
     chain: tuple[x509.Certificate, ...]
     token: str
     previous: x509.Certificate | None = None
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One enrollment as the flow runs it."""
+
+    operation: str
+    content: CsrContent
+    binding: ChannelBinding
+    wait: WaitPolicy | None
 
 
 def enroll(
@@ -62,29 +91,47 @@ def enroll(
     *,
     tls_identity: ClientIdentity | None = None,
     binding: ChannelBinding = ChannelBinding.AUTO,
+    wait: WaitPolicy | None = None,
 ) -> EnrollResult:
     """RFC 7030 section 4.2.1: enroll a new key made inside ``backend``.
 
     :param tls_identity: an existing key + certificate (e.g. an IDevID) that
         authenticates the TLS connection (section 3.3.2).
     :param binding: channel binding of the CSR (section 3.5).
+    :param wait: poll after HTTP 202 (section 4.2.3); without it a 202 raises
+        :class:`EnrollmentPendingError` and the next run resumes.
     """
+    journal = Journal(backend)
+    pending = _pending_for(journal, request.key_label, "simpleenroll", server)
+    job = _Job("simpleenroll", request.content, binding, wait)
     with server.client(tls_identity) as client:
-        challenge = bind(client, binding)
-        content = request.content
-        if challenge is not None:
-            content = dataclasses.replace(content, challenge_password=challenge.password)
-        key = backend.generate_key(request.key_type, request.key_label)
-        certificate, chain = _issue_and_store(
-            backend,
-            server,
-            client,
-            key,
-            content=content,
-            send=lambda csr: client.simpleenroll(csr, bound_to=challenge and challenge.connection),
-            discard_on_failure=True,
-        )
-    return EnrollResult(key, certificate, tuple(chain), backend.name)
+        key = _planned_key(backend, pending)
+        if key is not None and pending is not None:
+            finished = _already_stored(backend, key, server)
+            if finished is not None:
+                journal.clear(request.key_label)
+                return dataclasses.replace(finished, resumed=True)
+        if pending is None:
+            pending = journal.save(
+                PendingEnrollment(
+                    operation="simpleenroll",
+                    server=server.endpoint.url_for(""),
+                    key_id=backend.new_key_id(),
+                    key_label=request.key_label,
+                    key_type=request.key_type.value,
+                )
+            )
+        resumed = key is not None
+        if key is None:
+            faults.point("before-keygen")
+            key = backend.generate_key(
+                KeyType(pending.key_type), request.key_label, key_id=pending.key_id
+            )
+            faults.point("after-keygen")
+        run = _Run(backend, server, client, journal)
+        certificate, chain = _issue_and_store(run, key, job, pending, discard=True)
+    journal.clear(request.key_label)
+    return EnrollResult(key, certificate, tuple(chain), backend.name, resumed=resumed)
 
 
 def reenroll(
@@ -95,6 +142,7 @@ def reenroll(
     rekey: bool = False,
     new_key_type: KeyType | None = None,
     binding: ChannelBinding = ChannelBinding.AUTO,
+    wait: WaitPolicy | None = None,
 ) -> EnrollResult:
     """RFC 7030 section 4.2.2: renew the certificate of ``key``.
 
@@ -104,51 +152,180 @@ def reenroll(
     only after the new certificate is stored.  On failure the old key and certificate
     stay as they were.
     """
+    journal = Journal(backend)
+    pending = _pending_for(journal, key.label, "simplereenroll", server)
+    if pending is not None and pending.old_key_id is not None:
+        finished = _finish_stored_rekey(backend, server, journal, pending)
+        if finished is not None:
+            return finished
     identity = client_identity(backend, key)
     current = identity.chain[0]
     content = CsrContent(subject=current.subject, sans=tuple(subject_alt_names(current)))
+    job = _Job("simplereenroll", content, binding, wait)
+    resumed = pending is not None
     with server.client(identity) as client:
-        challenge = bind(client, binding)
-        if challenge is not None:
-            content = dataclasses.replace(content, challenge_password=challenge.password)
-        new_key = backend.generate_key(new_key_type or key.key_type, key.label) if rekey else key
-        certificate, chain = _issue_and_store(
-            backend,
-            server,
-            client,
-            new_key,
-            content=content,
-            send=lambda csr: client.simplereenroll(
-                csr, bound_to=challenge and challenge.connection
-            ),
-            discard_on_failure=rekey,
-        )
-    if rekey:
+        if pending is None:
+            new_type = (new_key_type or key.key_type) if rekey else key.key_type
+            pending = journal.save(
+                PendingEnrollment(
+                    operation="simplereenroll",
+                    server=server.endpoint.url_for(""),
+                    key_id=backend.new_key_id() if rekey else key.key_id,
+                    key_label=key.label,
+                    key_type=new_type.value,
+                    old_key_id=key.key_id if rekey else None,
+                )
+            )
+        rekeying = pending.old_key_id is not None
+        new_key = _planned_key(backend, pending) if rekeying else key
+        if new_key is None:
+            faults.point("before-keygen")
+            new_key = backend.generate_key(
+                KeyType(pending.key_type), key.label, key_id=pending.key_id
+            )
+            faults.point("after-keygen")
+        run = _Run(backend, server, client, journal)
+        certificate, chain = _issue_and_store(run, new_key, job, pending, discard=rekeying)
+    if rekeying:
+        faults.point("before-retire")
         _retire(backend, key)
-    return EnrollResult(new_key, certificate, tuple(chain), backend.name, previous=current)
+    journal.clear(key.label)
+    return EnrollResult(
+        new_key, certificate, tuple(chain), backend.name, previous=current, resumed=resumed
+    )
+
+
+def _finish_stored_rekey(
+    backend: KeyBackend, server: ServerSession, journal: Journal, pending: PendingEnrollment
+) -> EnrollResult | None:
+    """A rekey killed after its new certificate was stored: retire the old key, done."""
+    new_key = _planned_key(backend, pending)
+    finished = _already_stored(backend, new_key, server) if new_key else None
+    if finished is None:
+        return None
+    if pending.old_key_id is not None:
+        with contextlib.suppress(KeyNotFoundError):  # else retired before the kill
+            _retire(backend, backend.find_key(key_id=pending.old_key_id))
+    journal.clear(pending.key_label)
+    return dataclasses.replace(finished, resumed=True)
+
+
+def _pending_for(
+    journal: Journal, key_label: str, operation: str, server: ServerSession
+) -> PendingEnrollment | None:
+    """The journal record of this key label, checked against what is asked now."""
+    pending = journal.load(key_label)
+    if pending is None:
+        return None
+    here = server.endpoint.url_for("")
+    if pending.operation != operation or pending.server != here:
+        raise UsageError(
+            f"key {key_label!r} has an unfinished /{pending.operation} at {pending.server}: "
+            "run that again to finish it, or choose another --key-label"
+        )
+    log.info("resuming the unfinished /%s of key %r", operation, key_label)
+    return pending
+
+
+def _planned_key(backend: KeyBackend, pending: PendingEnrollment | None) -> TokenKey | None:
+    """The key a journal record planned, if the run that wrote it got to make it."""
+    if pending is None:
+        return None
+    try:
+        return backend.find_key(key_id=pending.key_id)
+    except KeyNotFoundError:
+        return None
+
+
+def _already_stored(
+    backend: KeyBackend, key: TokenKey, server: ServerSession
+) -> EnrollResult | None:
+    """The result of a run that stored its certificate but was killed before cleaning up."""
+    try:
+        certificate = stored_certificate(backend.inventory(), key)
+    except KeyNotFoundError:
+        return None
+    try:
+        chain = verify_issued(certificate, list(server.cacerts), server.trust.anchors)
+    except TrustError:
+        chain = []
+    return EnrollResult(key, certificate, tuple(chain), backend.name)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The parts one run works with."""
+
+    backend: KeyBackend
+    server: ServerSession
+    client: EstClient
+    journal: Journal
 
 
 def _issue_and_store(
-    backend: KeyBackend,
-    server: ServerSession,
-    client: EstClient,
-    key: TokenKey,
-    *,
-    content: CsrContent,
-    send: Callable[[x509.CertificateSigningRequest], list[x509.Certificate]],
-    discard_on_failure: bool,
+    run: _Run, key: TokenKey, job: _Job, pending: PendingEnrollment, *, discard: bool
 ) -> tuple[x509.Certificate, list[x509.Certificate]]:
-    """Sign the CSR with ``key``, send it, verify the answer, store it beside the key."""
+    """Sign the CSR with ``key``, send it (polling 202s), verify, store beside the key.
+
+    The journal record stays on success (the caller clears it when its run is complete);
+    on a failure that ends the enrollment the key (if ``discard``) and the record go.
+    """
+    backend, server, client, journal = run.backend, run.server, run.client, run.journal
+    state = {"pending": pending}
+
+    def attempt() -> list[x509.Certificate]:
+        challenge = bind(client, job.binding)
+        password = challenge.password if challenge else None
+        csr = _csr_for(key, job.content, password, state["pending"])
+        der = csr.public_bytes(serialization.Encoding.DER)
+        if state["pending"].csr != der:
+            state["pending"] = journal.save(state["pending"].with_csr(der))
+        faults.point("before-send")
+        send = client.simpleenroll if job.operation == "simpleenroll" else client.simplereenroll
+        return send(csr, bound_to=challenge and challenge.connection)
+
+    def on_pending(retry_after: int) -> None:
+        state["pending"] = journal.save(state["pending"].with_retry_after(retry_after))
+
     try:
-        csr = build_csr(key.private_key, content)
-        issued = send(csr)
+        issued = until_issued(attempt, job.wait, on_pending)
+        faults.point("after-answer")
         certificate, chain = accept_issued(issued, key, server, client)
         backend.store_certificate(key, certificate, chain)
-    except BaseException:
-        if discard_on_failure:
-            discard_key(backend, key)
+        faults.point("after-store")
+    except EnrollmentPendingError:
+        raise
+    except BaseException as exc:
+        if _keeps_pending(state["pending"], exc):
+            log.warning("the server has this request pending; the next run resumes it")
+        else:
+            if discard:
+                discard_key(backend, key)
+            journal.clear(key.label)
         raise
     return certificate, chain
+
+
+def _csr_for(
+    key: TokenKey, content: CsrContent, password: str | None, pending: PendingEnrollment
+) -> x509.CertificateSigningRequest:
+    """The journal's CSR when resuming without a binding (RFC 7030 4.2.3: the same
+    request), else a new one signed by the same key."""
+    if pending.csr is not None and password is None:
+        csr = x509.load_der_x509_csr(pending.csr)
+        check_csr(csr, key.private_key)
+        return csr
+    return build_csr(key.private_key, dataclasses.replace(content, challenge_password=password))
+
+
+def _keeps_pending(pending: PendingEnrollment, exc: BaseException) -> bool:
+    """After a 202 the server holds the request: only a definitive refusal ends it."""
+    if pending.retry_at is None:
+        return False
+    transient = isinstance(exc, ConnectionFailedError) or (
+        isinstance(exc, HttpStatusError) and exc.status >= 500
+    )
+    return transient or not isinstance(exc, EstHwError)
 
 
 def accept_issued(
@@ -203,14 +380,3 @@ def discard_key(backend: KeyBackend, key: TokenKey) -> None:
         backend.delete_key(key)
     except EstHwError as exc:
         log.warning("could not delete key %s after a failed enrollment: %s", key.label, exc)
-
-
-__all__ = [
-    "EnrollRequest",
-    "EnrollResult",
-    "accept_issued",
-    "discard_key",
-    "enroll",
-    "reenroll",
-    "stored_certificate",
-]

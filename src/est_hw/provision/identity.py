@@ -38,6 +38,10 @@ def select_enrolled_key(
 
     :raises KeyNotFoundError: when none (or, unnamed, more than one) qualifies.
     """
+    if key_id is None:
+        unfinished = _unfinished_rekey_key(backend, label)
+        if unfinished is not None:
+            return unfinished
     if key_id is not None or label is not None:
         return backend.find_key(key_id=key_id, label=label)
     inventory = backend.inventory()
@@ -49,6 +53,25 @@ def select_enrolled_key(
             "name one with --key-label or --key-uri"
         )
     return enrolled[0]
+
+
+def _unfinished_rekey_key(backend: KeyBackend, label: str | None) -> TokenKey | None:
+    """During an unfinished rekey two keys share a label: the journal says which one is
+    being renewed (the old key while it exists, else the new one)."""
+    from est_hw.provision.journal import Journal
+
+    journal = Journal(backend)
+    labels = [label] if label is not None else sorted({k.label for k in backend.inventory().keys})
+    for name in labels:
+        pending = journal.load(name)
+        if pending is None or pending.old_key_id is None:
+            continue
+        for key_id in (pending.old_key_id, pending.key_id):
+            try:
+                return backend.find_key(key_id=key_id)
+            except KeyNotFoundError:
+                continue
+    return None
 
 
 def _has_certificate(inventory: Inventory, key: TokenKey) -> bool:
