@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from cryptography import x509
+
 from est_hw.est.messages import CsrAttribute, encode_csrattrs, encode_oid_value
+from est_hw.testing.wire import decode_base64_body
+from tests.conftest import SoftHsmToken
 from tests.e2e.conftest import Cli, StartServer
 
 CHALLENGE_PASSWORD = "1.2.840.113549.1.9.7"
@@ -39,3 +43,31 @@ def test_no_csrattrs_is_not_an_error(cli: Cli, est_server: StartServer) -> None:
     assert result.json()["key_type_hint"] is None
     human = cli("csrattrs", "--server", server.url, "--ca-file", str(ca_file))
     assert "challenge_password_requested: False" in human.stdout
+
+
+def test_enroll_follows_the_servers_csrattrs(
+    cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer
+) -> None:
+    body = encode_csrattrs(
+        [CsrAttribute(EC_PUBLIC_KEY, (encode_oid_value(SECP384R1),)), ECDSA_WITH_SHA384]
+    )
+    server, ca_file = est_server(csrattrs=body)
+    args = ["enroll", "--server", server.url, "--ca-file", str(ca_file),
+            "--token", softhsm_token.label, "--json"]  # fmt: skip
+    followed = cli(*args, "--subject", "CN=p384-1")
+    assert followed.code == 0, followed.stderr
+    assert followed.json()["key_type"] == "ec-p384"
+    (post,) = [r for r in server.requests if r.path.endswith("/simpleenroll")]
+    csr = x509.load_der_x509_csr(decode_base64_body(post.body))
+    assert csr.signature_hash_algorithm is not None
+    assert csr.signature_hash_algorithm.name == "sha384"
+
+    explicit = cli(*args, "--subject", "CN=p256-1", "--key-type", "ec-p256")
+    assert explicit.code == 0, explicit.stderr
+    assert explicit.json()["key_type"] == "ec-p256"
+    assert "keeping --key-type ec-p256" in explicit.stderr
+
+    skipped = cli(*args, "--subject", "CN=plain-1", "--no-csrattrs", "--channel-binding", "none")
+    assert skipped.code == 0, skipped.stderr
+    assert skipped.json()["key_type"] == "ec-p256"
+    assert len([r for r in server.requests if r.path.endswith("/csrattrs")]) == 2

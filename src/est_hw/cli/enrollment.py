@@ -129,10 +129,9 @@ def _named_key(backend: KeyBackend, token_args: TokenArgs, label: str | None) ->
 @click.option(
     "--key-type",
     type=click.Choice(KEY_TYPES),
-    default="ec-p256",
-    show_default=True,
-    help="Key to generate inside the token.",
+    help="Key to generate inside the token (default: what /csrattrs asks for, else ec-p256).",
 )
+@click.option("--no-csrattrs", is_flag=True, help="Do not ask /csrattrs (RFC 7030 4.5).")
 @click.option("--key-label", help="Label of the new key and certificate (default: the CN).")
 @click.option("--subject", help="Subject as an RFC 4514 string, e.g. CN=dev-1,O=Example.")
 @click.option(
@@ -175,7 +174,8 @@ def enroll(**kwargs: Any) -> None:
         raise UsageError("give --subject and/or --san: the certificate needs a name")
     subject = parse_subject(subject_text) if subject_text else x509.Name([])
     sans = tuple(parse_san(text) for text in san_texts)
-    key_type = KeyType(kwargs.pop("key_type"))
+    key_type_text: str | None = kwargs.pop("key_type")
+    use_csrattrs = not kwargs.pop("no_csrattrs")
     binding = ChannelBinding(kwargs.pop("channel_binding"))
     wait = _wait_policy(kwargs)
     tls_key_text: str | None = kwargs.pop("tls_key_uri")
@@ -190,7 +190,13 @@ def enroll(**kwargs: Any) -> None:
         label = str(common_names[0].value) if common_names else "est-hw"
 
     server = take(ServerArgs, kwargs).connect()
-    request = EnrollRequest(key_type, label, CsrContent(subject=subject, sans=sans))
+    request = EnrollRequest(
+        KeyType(key_type_text or "ec-p256"),
+        label,
+        CsrContent(subject=subject, sans=sans),
+        key_type_explicit=key_type_text is not None,
+        use_csrattrs=use_csrattrs,
+    )
     with token_args.open() as backend:
         identity = None
         if tls_key_uri is not None:

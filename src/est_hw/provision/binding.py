@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from est_hw.errors import ProtocolError
 from est_hw.est.client import EstClient
+from est_hw.est.csrattrs import CsrAttributes
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +37,24 @@ class BoundChallenge:
     connection: object
 
 
-def bind(client: EstClient, mode: ChannelBinding) -> BoundChallenge | None:
-    """Open the connection and compute the challengePassword ``mode`` asks for.
+def bind(
+    client: EstClient, mode: ChannelBinding, attributes: CsrAttributes | None = None
+) -> BoundChallenge | None:
+    """Compute the challengePassword ``mode`` asks for, on the client's live connection.
 
-    ``auto`` asks /csrattrs (RFC 7030 section 4.5) and binds with tls-unique when the
-    server lists challengePassword and the connection is TLS 1.2; at TLS 1.3 it binds
-    only when ``tls-exporter`` is asked for explicitly.
+    ``attributes`` are the /csrattrs (RFC 7030 section 4.5) just fetched on that
+    connection; when None they are fetched now, which also opens the connection the CSR
+    will travel on.  ``auto`` binds with tls-unique when the server lists
+    challengePassword and the connection is TLS 1.2; at TLS 1.3 it binds only when
+    ``tls-exporter`` is asked for explicitly.
 
     :raises ProtocolError: when the binding asked for does not exist on this connection
         (tls-unique at TLS 1.3, tls-exporter at TLS 1.2 without extended master secret).
     """
     if mode is ChannelBinding.NONE:
         return None
-    attributes = client.csrattrs()
+    if attributes is None:
+        attributes = client.csrattrs()
     connection = client.last_connection()
     if mode is ChannelBinding.AUTO:
         if not attributes.challenge_password_requested:

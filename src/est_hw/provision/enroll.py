@@ -36,6 +36,7 @@ from est_hw.errors import (
     UsageError,
 )
 from est_hw.est.client import EstClient
+from est_hw.est.csrattrs import CsrAttributes
 from est_hw.keys.base import KeyBackend, KeyType, TokenKey
 from est_hw.provision.binding import ChannelBinding, bind
 from est_hw.provision.identity import client_identity, stored_certificate
@@ -44,6 +45,7 @@ from est_hw.provision.trust import ServerSession
 from est_hw.provision.waiting import WaitPolicy, until_issued
 from est_hw.tls.settings import ClientIdentity
 from est_hw.x509.csr import CsrContent, build_csr, check_csr, subject_alt_names
+from est_hw.x509.template import apply_csrattrs
 from est_hw.x509.trust import split_issued, verify_issued
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EnrollRequest:
-    """What to enroll: the key to make and the CSR content."""
+    """What to enroll: the key to make and the CSR content.
+
+    :param key_type_explicit: the user chose ``key_type``; a server asking for another
+        type (/csrattrs) is then noted, not followed.
+    :param use_csrattrs: ask /csrattrs and apply what the server wants (RFC 7030 4.5).
+    """
 
     key_type: KeyType
     key_label: str
     content: CsrContent
+    key_type_explicit: bool = True
+    use_csrattrs: bool = True
 
 
 @dataclass(frozen=True)
@@ -76,12 +85,16 @@ class EnrollResult:
 
 @dataclass(frozen=True)
 class _Job:
-    """One enrollment as the flow runs it."""
+    """One enrollment as the flow runs it.
+
+    :param attributes: /csrattrs fetched on the connection the first attempt uses.
+    """
 
     operation: str
     content: CsrContent
     binding: ChannelBinding
     wait: WaitPolicy | None
+    attributes: CsrAttributes | None = None
 
 
 def enroll(
@@ -103,7 +116,6 @@ def enroll(
     """
     journal = Journal(backend)
     pending = _pending_for(journal, request.key_label, "simpleenroll", server)
-    job = _Job("simpleenroll", request.content, binding, wait)
     with server.client(tls_identity) as client:
         key = _planned_key(backend, pending)
         if key is not None and pending is not None:
@@ -111,6 +123,11 @@ def enroll(
             if finished is not None:
                 journal.clear(request.key_label)
                 return dataclasses.replace(finished, resumed=True)
+        attributes = None
+        if request.use_csrattrs or binding is ChannelBinding.AUTO:
+            attributes = client.csrattrs()
+        request = _planned_request(request, attributes)
+        job = _Job("simpleenroll", request.content, binding, wait, attributes)
         if pending is None:
             pending = journal.save(
                 PendingEnrollment(
@@ -210,6 +227,21 @@ def _finish_stored_rekey(
     return dataclasses.replace(finished, resumed=True)
 
 
+def _planned_request(request: EnrollRequest, attributes: CsrAttributes | None) -> EnrollRequest:
+    """``request`` with the server's CSR attributes applied (RFC 7030 4.5.2)."""
+    if attributes is None or not request.use_csrattrs:
+        return request
+    plan = apply_csrattrs(
+        attributes,
+        key_type=request.key_type,
+        key_type_explicit=request.key_type_explicit,
+        content=request.content,
+    )
+    for note in plan.notes:
+        log.warning("csrattrs: %s", note)
+    return dataclasses.replace(request, key_type=plan.key_type, content=plan.content)
+
+
 def _pending_for(
     journal: Journal, key_label: str, operation: str, server: ServerSession
 ) -> PendingEnrollment | None:
@@ -273,8 +305,12 @@ def _issue_and_store(
     backend, server, client, journal = run.backend, run.server, run.client, run.journal
     state = {"pending": pending}
 
+    prefetched = [job.attributes] if job.attributes is not None else []
+
     def attempt() -> list[x509.Certificate]:
-        challenge = bind(client, job.binding)
+        # The first attempt binds to the connection /csrattrs was fetched on; a retry
+        # (after a 202) fetches it again to open, and bind to, the connection it will use.
+        challenge = bind(client, job.binding, prefetched.pop() if prefetched else None)
         password = challenge.password if challenge else None
         csr = _csr_for(key, job.content, password, state["pending"])
         der = csr.public_bytes(serialization.Encoding.DER)

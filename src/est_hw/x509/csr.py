@@ -27,16 +27,31 @@ class CsrContent:
     :param challenge_password: RFC 2985 challengePassword, carrying the channel binding
         of RFC 7030 section 3.5 when set.
     :param extensions: further extension requests (e.g. from /csrattrs).
+    :param signature_hash: "sha256", "sha384" or "sha512" when the server asked for one
+        (RFC 7030 4.5.2); else the hash that matches the key.
     """
 
     subject: x509.Name
     sans: tuple[x509.GeneralName, ...] = ()
     challenge_password: str | None = None
     extensions: tuple[x509.Extension[x509.ExtensionType], ...] = field(default=())
+    signature_hash: str | None = None
 
 
-def signature_hash_for(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
-    """SHA-384 for P-384 keys, SHA-256 otherwise (RFC 5480 section 4 pairing)."""
+_HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def signature_hash_for(
+    key: PrivateKey, preferred: str | None = None
+) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
+    """``preferred`` if given, else SHA-384 for P-384 keys and SHA-256 otherwise (RFC 5480
+    section 4 pairing)."""
+    if preferred is not None:
+        return _HASHES[preferred]()
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
         return hashes.SHA384()
     return hashes.SHA256()
@@ -57,7 +72,7 @@ def build_csr(key: PrivateKey, content: CsrContent) -> x509.CertificateSigningRe
         builder = builder.add_attribute(
             AttributeOID.CHALLENGE_PASSWORD, content.challenge_password.encode()
         )
-    csr = builder.sign(key, signature_hash_for(key))
+    csr = builder.sign(key, signature_hash_for(key, content.signature_hash))
     check_csr(csr, key)
     return csr
 
