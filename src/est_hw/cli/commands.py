@@ -19,7 +19,7 @@ from est_hw.cli.options import (
     take,
     token_options,
 )
-from est_hw.errors import UsageError
+from est_hw.errors import EstHwError, UsageError
 
 
 def start(kwargs: dict[str, Any]) -> bool:
@@ -111,4 +111,49 @@ def show(**kwargs: Any) -> None:
     emit_lines(lines)
 
 
-ALL = (cacerts, csrattrs, show)
+@click.command()
+@server_options
+@output_options
+@click.option(
+    "--in",
+    "in_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The CMC request (RFC 5272 PKIData in CMS): DER, PEM or base64.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Where to write the CMC response (DER).")  # fmt: skip
+def fullcmc(**kwargs: Any) -> None:
+    """Send a CMC request and save the CMC response (RFC 7030 4.3), uninterpreted."""
+    import hashlib
+
+    from est_hw.cli.render import emit_json, emit_lines
+    from est_hw.est.codec import decode_base64_body
+
+    as_json = start(kwargs)
+    in_path: Path = kwargs.pop("in_path")
+    out: Path = kwargs.pop("out")
+    try:
+        raw = in_path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read --in {in_path}: {exc.strerror}") from None
+    try:
+        request = decode_base64_body(raw, what=f"--in {in_path}")
+    except EstHwError as exc:
+        raise UsageError(str(exc)) from None
+    server = take(ServerArgs, kwargs).connect()
+    with server.client() as client:
+        response = client.fullcmc(request)
+    try:
+        out.write_bytes(response)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror}") from None
+    fields = {"status": "ok", "response_bytes": len(response),
+              "response_sha256": hashlib.sha256(response).hexdigest(), "out": str(out)}  # fmt: skip
+    if as_json:
+        emit_json(fields)
+    else:
+        emit_lines([f"{name}: {value}" for name, value in fields.items()])
+
+
+ALL = (cacerts, csrattrs, fullcmc, show)

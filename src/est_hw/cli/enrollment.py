@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from est_hw.keys.base import KeyBackend, TokenKey
     from est_hw.provision import EnrollResult
     from est_hw.provision.waiting import WaitPolicy
+    from est_hw.tls.settings import ClientIdentity
+    from est_hw.x509.csr import CsrContent
 
 #: The values of :class:`est_hw.keys.base.KeyType` (kept here so --help imports nothing).
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
@@ -112,6 +114,45 @@ def _wait_policy(kwargs: dict[str, Any]) -> WaitPolicy | None:
     return WaitPolicy(max_wait=max_wait.total_seconds(), progress=progress)
 
 
+def _csr_content(subject_text: str | None, san_texts: tuple[str, ...]) -> CsrContent:
+    """--subject / --san as CSR content (at least one is needed)."""
+    from cryptography import x509
+
+    from est_hw.x509.csr import CsrContent
+    from est_hw.x509.names import parse_san, parse_subject
+
+    if not subject_text and not san_texts:
+        raise UsageError("give --subject and/or --san: the certificate needs a name")
+    subject = parse_subject(subject_text) if subject_text else x509.Name([])
+    return CsrContent(subject=subject, sans=tuple(parse_san(text) for text in san_texts))
+
+
+def _key_label(label: str | None, token_args: TokenArgs, content: CsrContent) -> str:
+    """--key-label, else the object of --key-uri, else the subject's CN, else "est-hw"."""
+    from cryptography.x509.oid import NameOID
+
+    uri = token_args.uri()
+    if label is None and uri is not None and uri.object:
+        label = uri.object
+    if label is None:
+        common_names = content.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        label = str(common_names[0].value) if common_names else "est-hw"
+    return label
+
+
+def _tls_identity(backend: KeyBackend, tls_key_text: str | None) -> ClientIdentity | None:
+    """The key + certificate --tls-key-uri names on the token, for TLS client auth."""
+    if tls_key_text is None:
+        return None
+    from est_hw.keys.uri import parse_pkcs11_uri
+    from est_hw.provision import client_identity
+
+    uri = parse_pkcs11_uri(tls_key_text)
+    if not (uri.id or uri.object):
+        raise UsageError("--tls-key-uri must name a key: object=LABEL or id=...")
+    return client_identity(backend, backend.find_key(key_id=uri.id, label=uri.object))
+
+
 def _named_key(backend: KeyBackend, token_args: TokenArgs, label: str | None) -> TokenKey:
     """The enrolled key named by --key-label or --key-uri, else the only one."""
     from est_hw.provision import select_enrolled_key
@@ -152,58 +193,30 @@ def _named_key(backend: KeyBackend, token_args: TokenArgs, label: str | None) ->
 @out_option
 def enroll(**kwargs: Any) -> None:
     """Generate a key on the token, enroll it, store the certificate (RFC 7030 4.2.1)."""
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
     from est_hw.keys.base import KeyType
-    from est_hw.keys.uri import parse_pkcs11_uri
-    from est_hw.provision import (
-        ChannelBinding,
-        EnrollRequest,
-        client_identity,
-    )
+    from est_hw.provision import ChannelBinding, EnrollRequest
     from est_hw.provision import enroll as enroll_on_token
-    from est_hw.x509.csr import CsrContent
-    from est_hw.x509.names import parse_san, parse_subject
 
     as_json = start(kwargs)
     out: Path | None = kwargs.pop("out")
-    subject_text: str | None = kwargs.pop("subject")
-    san_texts: tuple[str, ...] = kwargs.pop("san")
-    if not subject_text and not san_texts:
-        raise UsageError("give --subject and/or --san: the certificate needs a name")
-    subject = parse_subject(subject_text) if subject_text else x509.Name([])
-    sans = tuple(parse_san(text) for text in san_texts)
+    content = _csr_content(kwargs.pop("subject"), kwargs.pop("san"))
     key_type_text: str | None = kwargs.pop("key_type")
     use_csrattrs = not kwargs.pop("no_csrattrs")
     binding = ChannelBinding(kwargs.pop("channel_binding"))
     wait = _wait_policy(kwargs)
     tls_key_text: str | None = kwargs.pop("tls_key_uri")
-    tls_key_uri = parse_pkcs11_uri(tls_key_text) if tls_key_text else None
-    label: str | None = kwargs.pop("key_label")
     token_args = take(TokenArgs, kwargs)
-    uri = token_args.uri()
-    if label is None and uri is not None and uri.object:
-        label = uri.object
-    if label is None:
-        common_names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        label = str(common_names[0].value) if common_names else "est-hw"
-
+    label = _key_label(kwargs.pop("key_label"), token_args, content)
     server = take(ServerArgs, kwargs).connect()
     request = EnrollRequest(
         KeyType(key_type_text or "ec-p256"),
         label,
-        CsrContent(subject=subject, sans=sans),
+        content,
         key_type_explicit=key_type_text is not None,
         use_csrattrs=use_csrattrs,
     )
     with token_args.open() as backend:
-        identity = None
-        if tls_key_uri is not None:
-            if not (tls_key_uri.id or tls_key_uri.object):
-                raise UsageError("--tls-key-uri must name a key: object=LABEL or id=...")
-            tls_key = backend.find_key(key_id=tls_key_uri.id, label=tls_key_uri.object)
-            identity = client_identity(backend, tls_key)
+        identity = _tls_identity(backend, tls_key_text)
         result = enroll_on_token(
             backend, server, request, tls_identity=identity, binding=binding, wait=wait
         )
@@ -331,4 +344,47 @@ def renew(**kwargs: Any) -> None:
     _render(result, "renewed", as_json, out)
 
 
-ALL = (enroll, reenroll, renew)
+@click.command()
+@server_options
+@token_options
+@output_options
+@click.option("--key-label", help="Label of the imported key and certificate (default: the CN).")
+@click.option("--subject", help="Subject as an RFC 4514 string, e.g. CN=dev-1,O=Example.")
+@click.option("--san", multiple=True, metavar="KIND:VALUE", help="subjectAltName (repeatable).")
+@click.option(
+    "--tls-key-uri",
+    metavar="URI",
+    help="Authenticate TLS with this key and its certificate on the token.",
+)
+@click.option(
+    "--key-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the server-generated key here (PKCS#8 PEM, mode 0600). Only "
+    "when a copy outside the token is really needed.",
+)
+@out_option
+def serverkeygen(**kwargs: Any) -> None:
+    """Let the server generate the key, import it into the token (RFC 7030 4.4)."""
+    from est_hw.keys.base import KeyType
+    from est_hw.provision import EnrollRequest
+    from est_hw.provision.serverkeygen import serverkeygen as serverkeygen_into_token
+
+    as_json = start(kwargs)
+    out: Path | None = kwargs.pop("out")
+    key_out: Path | None = kwargs.pop("key_out")
+    content = _csr_content(kwargs.pop("subject"), kwargs.pop("san"))
+    tls_key_text: str | None = kwargs.pop("tls_key_uri")
+    token_args = take(TokenArgs, kwargs)
+    label = _key_label(kwargs.pop("key_label"), token_args, content)
+    server = take(ServerArgs, kwargs).connect()
+    # the key type is the server's choice; the record notes what came back
+    request = EnrollRequest(KeyType.EC_P256, label, content, key_type_explicit=False)
+    with token_args.open() as backend:
+        identity = _tls_identity(backend, tls_key_text)
+        result = serverkeygen_into_token(
+            backend, server, request, tls_identity=identity, key_out=key_out
+        )
+    _render(result, "issued", as_json, out)
+
+
+ALL = (enroll, reenroll, renew, serverkeygen)

@@ -31,6 +31,7 @@ from est_hw.errors import (
 from est_hw.est import messages
 from est_hw.est.auth import ChallengeAuth, HttpCredentials
 from est_hw.est.proxy import proxy_for
+from est_hw.est.serverkeygen import ServerGeneratedKey, decode_serverkeygen
 from est_hw.tls.settings import TlsSettings
 from est_hw.tls.transport import TokenTlsTransport
 
@@ -190,6 +191,60 @@ class EstClient:
         """POST /simplereenroll (section 4.2.2); returns the certificates of the answer."""
         return self._enroll("simplereenroll", csr, bound_to)
 
+    # --- RFC 7030 section 4.4: server-side key generation -----------------------------------
+
+    def serverkeygen(self, csr: x509.CertificateSigningRequest) -> ServerGeneratedKey:
+        """POST /serverkeygen (section 4.4.1); the key and certificate (section 4.4.2)."""
+        what = "the /serverkeygen response"
+        response = self._post_base64(
+            "serverkeygen", csr.public_bytes(serialization.Encoding.DER), messages.PKCS10_TYPE
+        )
+        self._expect_ok(response, what)
+        return decode_serverkeygen(
+            response.content, response.headers.get("content-type"), what=what
+        )
+
+    # --- RFC 7030 section 4.3: full CMC -------------------------------------------------------
+
+    def fullcmc(self, request_der: bytes) -> bytes:
+        """POST /fullcmc (section 4.3.1) a caller-made CMC request; the CMC response DER.
+
+        A pass-through: the request is sent as given and the response is returned as
+        given (section 4.3.2), after only the base64 and media-type checks.
+        """
+        what = "the /fullcmc response"
+        response = self._post_base64("fullcmc", request_der, messages.CMC_REQUEST_TYPE)
+        self._expect_ok(response, what)
+        messages.check_media_type(
+            response.headers.get("content-type"), messages.CMC_RESPONSE_TYPE, what=what
+        )
+        return messages.decode_base64_body(response.content, what=what)
+
+    def _post_base64(
+        self, operation: str, der: bytes, content_type: str, bound_to: object | None = None
+    ) -> httpx.Response:
+        """POST ``der`` as 64-column base64 (section 4 / RFC 8951); 202 raises pending."""
+        response = self._send(
+            "POST",
+            operation,
+            what=f"the /{operation} response",
+            content=messages.encode_base64_body(der),
+            headers={"Content-Type": content_type, "Content-Transfer-Encoding": "base64"},
+        )
+        if bound_to is not None and self._last_stream is not bound_to:
+            if response.status_code not in (200, 202):
+                raise ProtocolError(
+                    f"/{operation}: HTTP {response.status_code} on a new TLS connection: the "
+                    "server closed the connection the CSR was bound to (RFC 7030 3.5)"
+                )
+            log.warning("/%s went over a new TLS connection; binding unchecked", operation)
+        if response.status_code == 202:
+            raise EnrollmentPendingError(
+                f"the server accepted the request for later processing (/{operation})",
+                retry_after=self._retry_after(response),
+            )
+        return response
+
     def last_connection(self) -> ConnectionInfo:
         """The TLS connection of the last answer (after at least one request)."""
         stream = self._last_stream
@@ -206,29 +261,8 @@ class EstClient:
         self, operation: str, csr: x509.CertificateSigningRequest, bound_to: object | None
     ) -> list[x509.Certificate]:
         what = f"the /{operation} response"
-        body = messages.encode_base64_body(csr.public_bytes(serialization.Encoding.DER))
-        response = self._send(
-            "POST",
-            operation,
-            what=what,
-            content=body,
-            headers={
-                "Content-Type": messages.PKCS10_TYPE,
-                "Content-Transfer-Encoding": "base64",
-            },
-        )
-        if bound_to is not None and self._last_stream is not bound_to:
-            if response.status_code not in (200, 202):
-                raise ProtocolError(
-                    f"/{operation}: HTTP {response.status_code} on a new TLS connection: the "
-                    "server closed the connection the CSR was bound to (RFC 7030 3.5)"
-                )
-            log.warning("/%s went over a new TLS connection; binding unchecked", operation)
-        if response.status_code == 202:
-            raise EnrollmentPendingError(
-                f"the server accepted the request for later processing (/{operation})",
-                retry_after=self._retry_after(response),
-            )
+        der = csr.public_bytes(serialization.Encoding.DER)
+        response = self._post_base64(operation, der, messages.PKCS10_TYPE, bound_to)
         self._expect_ok(response, what)
         messages.check_media_type(
             response.headers.get("content-type"), messages.CERTS_ONLY_TYPE, what=what

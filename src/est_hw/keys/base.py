@@ -117,12 +117,16 @@ class StoredCertificate:
     :param key_id: the id it is stored under (same as its key's, when it has one).
     :param label: its label in the store.
     :param is_ca: stored as a CA certificate (PKCS#11 ``CKA_CERTIFICATE_CATEGORY`` = 2).
+    :param location: where it is kept when that is not obvious from the store, e.g.
+        ``nv:0x01000100`` or ``file:/var/lib/est-hw/tpm-81000100.chain.pem`` (TPM);
+        empty when it is simply an object in the store.
     """
 
     certificate: x509.Certificate
     key_id: bytes
     label: str
     is_ca: bool = False
+    location: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,15 @@ class KeyBackend(abc.ABC):
         """Generate a non-exportable key pair inside the store.
 
         :param key_id: the id to give it (from :meth:`new_key_id`); a fresh one if None.
+        """
+
+    @abc.abstractmethod
+    def import_key(
+        self, private_key: PrivateKey, label: str, key_id: bytes | None = None
+    ) -> TokenKey:
+        """Import a software key (e.g. from /serverkeygen) so that it cannot leave again.
+
+        PKCS#11: sensitive and not extractable after import.  The caller drops its copy.
         """
 
     @abc.abstractmethod

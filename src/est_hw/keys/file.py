@@ -84,17 +84,37 @@ class FileKeyBackend(KeyBackend):
         With ``key_id``, files a killed run left half-written under that id are replaced;
         a complete key with that id is refused.
         """
-        self._check_open()
-        if not label:
-            raise UsageError("a key needs a non-empty label")
-        if key_id is not None and self._path(key_id, "json").exists():
-            raise UsageError(f"id {key_id.hex()} is already used in {self.directory}")
+        key_id = self._new_id(label, key_id)
         private: PrivateKey
         if key_type.curve is not None:
             private = ec.generate_private_key(key_type.curve)
         else:
             private = rsa.generate_private_key(public_exponent=65537, key_size=key_type.rsa_bits)
-        key_id = key_id if key_id is not None else self._fresh_id()
+        return self._write_key(private, key_id, label, key_type)
+
+    def import_key(
+        self, private_key: PrivateKey, label: str, key_id: bytes | None = None
+    ) -> TokenKey:
+        """Write a software key into the directory (PKCS#8 PEM, mode 0600)."""
+        key_id = self._new_id(label, key_id)
+        key_type = KeyType.of_public_key(private_key.public_key())
+        return self._write_key(private_key, key_id, label, key_type)
+
+    def _new_id(self, label: str, key_id: bytes | None) -> bytes:
+        """Check a new key's label and id (a fresh id when None)."""
+        self._check_open()
+        if not label:
+            raise UsageError("a key needs a non-empty label")
+        if key_id is None:
+            return self._fresh_id()
+        if self._path(key_id, "json").exists():
+            raise UsageError(f"id {key_id.hex()} is already used in {self.directory}")
+        return key_id
+
+    def _write_key(
+        self, private: PrivateKey, key_id: bytes, label: str, key_type: KeyType
+    ) -> TokenKey:
+        """Key PEM (0600) first, then the metadata that makes it visible."""
         pem = private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,

@@ -26,6 +26,7 @@ from typing import Any
 import pkcs11
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pkcs11 import Attribute, CertificateType, MechanismFlag, ObjectClass
 from pkcs11.attributes import AttributeMapper, handle_ulong
@@ -43,6 +44,7 @@ from est_hw.keys.base import (
     Inventory,
     KeyBackend,
     KeyType,
+    PrivateKey,
     PublicKey,
     Secret,
     StoredCertificate,
@@ -150,6 +152,46 @@ class Pkcs11Backend(KeyBackend):
                 raise UsageError(f"id {key_id.hex()} is already used on token '{self.label}'")
             try:
                 public, private = self._generate_pair(key_type, key_id, label)
+                return self._token_key(private, public)
+            except BaseException:
+                self._destroy_quietly({Attribute.ID: key_id})
+                raise
+
+    def import_key(
+        self, private_key: PrivateKey, label: str, key_id: bytes | None = None
+    ) -> TokenKey:
+        """``C_CreateObject`` a private key (and its public key) from a software key.
+
+        The private object is ``CKA_TOKEN``, ``CKA_PRIVATE``, ``CKA_SENSITIVE``, not
+        ``CKA_EXTRACTABLE``, ``CKA_SIGN`` only, so it cannot leave the token again (its
+        ``CKA_LOCAL`` is false: the token did not make it).  On failure nothing stays.
+        """
+        if not label:
+            raise UsageError("a key needs a non-empty label")
+        with self._guard.call("importing a key"):
+            if key_id is None:
+                key_id = self._fresh_id()
+            elif self._find({Attribute.ID: key_id}):
+                raise UsageError(f"id {key_id.hex()} is already used on token '{self.label}'")
+            private_attrs, public_attrs = _import_templates(private_key)
+            common = {Attribute.TOKEN: True, Attribute.ID: key_id, Attribute.LABEL: label}
+            try:
+                public = self._session.create_object({**public_attrs, **common,
+                                                      Attribute.PRIVATE: False,
+                                                      Attribute.VERIFY: True})  # fmt: skip
+                private = self._session.create_object(
+                    {
+                        **private_attrs,
+                        **common,
+                        Attribute.PRIVATE: True,
+                        Attribute.SENSITIVE: True,
+                        Attribute.EXTRACTABLE: False,
+                        Attribute.SIGN: True,
+                        Attribute.DECRYPT: False,
+                        Attribute.DERIVE: False,
+                        Attribute.UNWRAP: False,
+                    }
+                )
                 return self._token_key(private, public)
             except BaseException:
                 self._destroy_quietly({Attribute.ID: key_id})
@@ -446,6 +488,56 @@ class Pkcs11Backend(KeyBackend):
 # --- module level helpers ---------------------------------------------------------------------
 
 _RECORD_APPLICATION = "est-hw"
+
+
+def _import_templates(
+    private_key: PrivateKey,
+) -> tuple[dict[Attribute, Any], dict[Attribute, Any]]:
+    """PKCS#11 attribute templates (private, public) for a software key."""
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        params = encode_named_curve_parameters(private_key.curve.name)
+        size = (private_key.curve.key_size + 7) // 8
+        point = private_key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        value = private_key.private_numbers().private_value.to_bytes(size, "big")
+        base = {Attribute.KEY_TYPE: pkcs11.KeyType.EC, Attribute.EC_PARAMS: params}
+        return (
+            {**base, Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.VALUE: value},
+            {**base, Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.EC_POINT:
+             _der_octet_string(point)},
+        )  # fmt: skip
+    numbers = private_key.private_numbers()
+    public = numbers.public_numbers
+    base = {
+        Attribute.KEY_TYPE: pkcs11.KeyType.RSA,
+        Attribute.MODULUS: _big(public.n),
+        Attribute.PUBLIC_EXPONENT: _big(public.e),
+    }
+    private = {
+        **base,
+        Attribute.CLASS: ObjectClass.PRIVATE_KEY,
+        Attribute.PRIVATE_EXPONENT: _big(numbers.d),
+        Attribute.PRIME_1: _big(numbers.p),
+        Attribute.PRIME_2: _big(numbers.q),
+        Attribute.EXPONENT_1: _big(numbers.dmp1),
+        Attribute.EXPONENT_2: _big(numbers.dmq1),
+        Attribute.COEFFICIENT: _big(numbers.iqmp),
+    }
+    return private, {**base, Attribute.CLASS: ObjectClass.PUBLIC_KEY}
+
+
+def _big(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
+
+
+def _der_octet_string(data: bytes) -> bytes:
+    """CKA_EC_POINT is the DER OCTET STRING around the X9.62 point (PKCS#11 2.40 2.3.3)."""
+    length = len(data)
+    if length < 0x80:
+        return b"\x04" + bytes([length]) + data
+    size = (length.bit_length() + 7) // 8
+    return b"\x04" + bytes([0x80 | size]) + length.to_bytes(size, "big") + data
 
 
 def _record_query(name: str) -> dict[Attribute, Any]:

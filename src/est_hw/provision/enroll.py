@@ -115,11 +115,11 @@ def enroll(
         :class:`EnrollmentPendingError` and the next run resumes.
     """
     journal = Journal(backend)
-    pending = _pending_for(journal, request.key_label, "simpleenroll", server)
+    pending = pending_for(journal, request.key_label, "simpleenroll", server)
     with server.client(tls_identity) as client:
-        key = _planned_key(backend, pending)
+        key = planned_key(backend, pending)
         if key is not None and pending is not None:
-            finished = _already_stored(backend, key, server)
+            finished = already_stored(backend, key, server)
             if finished is not None:
                 journal.clear(request.key_label)
                 return dataclasses.replace(finished, resumed=True)
@@ -170,7 +170,7 @@ def reenroll(
     stay as they were.
     """
     journal = Journal(backend)
-    pending = _pending_for(journal, key.label, "simplereenroll", server)
+    pending = pending_for(journal, key.label, "simplereenroll", server)
     if pending is not None and pending.old_key_id is not None:
         finished = _finish_stored_rekey(backend, server, journal, pending)
         if finished is not None:
@@ -194,7 +194,7 @@ def reenroll(
                 )
             )
         rekeying = pending.old_key_id is not None
-        new_key = _planned_key(backend, pending) if rekeying else key
+        new_key = planned_key(backend, pending) if rekeying else key
         if new_key is None:
             faults.point("before-keygen")
             new_key = backend.generate_key(
@@ -216,8 +216,8 @@ def _finish_stored_rekey(
     backend: KeyBackend, server: ServerSession, journal: Journal, pending: PendingEnrollment
 ) -> EnrollResult | None:
     """A rekey killed after its new certificate was stored: retire the old key, done."""
-    new_key = _planned_key(backend, pending)
-    finished = _already_stored(backend, new_key, server) if new_key else None
+    new_key = planned_key(backend, pending)
+    finished = already_stored(backend, new_key, server) if new_key else None
     if finished is None:
         return None
     if pending.old_key_id is not None:
@@ -242,7 +242,7 @@ def _planned_request(request: EnrollRequest, attributes: CsrAttributes | None) -
     return dataclasses.replace(request, key_type=plan.key_type, content=plan.content)
 
 
-def _pending_for(
+def pending_for(
     journal: Journal, key_label: str, operation: str, server: ServerSession
 ) -> PendingEnrollment | None:
     """The journal record of this key label, checked against what is asked now."""
@@ -259,7 +259,7 @@ def _pending_for(
     return pending
 
 
-def _planned_key(backend: KeyBackend, pending: PendingEnrollment | None) -> TokenKey | None:
+def planned_key(backend: KeyBackend, pending: PendingEnrollment | None) -> TokenKey | None:
     """The key a journal record planned, if the run that wrote it got to make it."""
     if pending is None:
         return None
@@ -269,7 +269,7 @@ def _planned_key(backend: KeyBackend, pending: PendingEnrollment | None) -> Toke
         return None
 
 
-def _already_stored(
+def already_stored(
     backend: KeyBackend, key: TokenKey, server: ServerSession
 ) -> EnrollResult | None:
     """The result of a run that stored its certificate but was killed before cleaning up."""

@@ -1,0 +1,109 @@
+"""Decoding /serverkeygen answers (RFC 7030 4.4.2, RFC 8951 5): multipart, keys, certs."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from est_hw.errors import EstHwError, ProtocolError
+from est_hw.est.codec import encode_base64_body, encode_certs_only
+from est_hw.est.multipart import parse_multipart
+from est_hw.est.serverkeygen import decode_serverkeygen
+from tests.pki import make_ca, make_leaf
+
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+CA = make_ca()
+
+
+def _pkcs8(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _body(parts: list[tuple[str, bytes]], boundary: str = "estb", eol: bytes = b"\r\n") -> bytes:
+    out = b"preamble" + eol
+    for content_type, der in parts:
+        out += f"--{boundary}".encode() + eol
+        out += f"Content-Type: {content_type}".encode() + eol
+        out += b"Content-Transfer-Encoding: base64" + eol + eol
+        out += encode_base64_body(der).replace(b"\n", eol)
+    return out + f"--{boundary}--".encode() + eol
+
+
+CERTS = "application/pkcs7-mime; smime-type=certs-only"
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+@pytest.mark.parametrize("key_first", [True, False])
+def test_both_orders_and_line_ends(eol: bytes, key_first: bool) -> None:
+    cert = make_leaf(CA, EC_KEY.public_key())
+    parts = [("application/pkcs8", _pkcs8(EC_KEY)), (CERTS, encode_certs_only([cert]))]
+    body = _body(parts if key_first else parts[::-1], eol=eol)
+    answer = decode_serverkeygen(body, 'multipart/mixed; boundary="estb"', what="t")
+    assert answer.private_key.public_key() == EC_KEY.public_key()
+    assert answer.certificates == [cert]
+    assert "PrivateKey" in repr(answer)
+    assert str(EC_KEY.private_numbers().private_value) not in repr(answer)
+
+
+def test_pkcs1_rsa_key_labelled_pkcs8_is_accepted() -> None:
+    pkcs1 = RSA_KEY.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    cert = make_leaf(CA, EC_KEY.public_key())
+    body = _body([("application/pkcs8", pkcs1), (CERTS, encode_certs_only([cert]))])
+    answer = decode_serverkeygen(body, "multipart/mixed; boundary=estb", what="t")
+    assert answer.private_key.public_key() == RSA_KEY.public_key()
+
+
+@pytest.mark.parametrize(
+    ("parts", "match"),
+    [
+        ([("application/pkcs8", b"0\x03\x02\x01\x00")], "expected a key part"),
+        ([(CERTS, b"0\x00")], "expected a key part"),
+        (
+            [("application/pkcs7-mime; smime-type=server-generated-key", b"0\x00"),
+             (CERTS, b"0\x00")],
+            "CMS-encrypted",
+        ),
+        ([("application/pkcs8", b"0\x03\x02\x01\x00"), (CERTS, b"0\x00")], "not a PKCS#8"),
+    ],
+)  # fmt: skip
+def test_bad_answers(parts: list[tuple[str, bytes]], match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        decode_serverkeygen(_body(parts), "multipart/mixed; boundary=estb", what="t")
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/pkcs7-mime", "multipart/mixed", "text/plain"]
+)
+def test_not_multipart(content_type: str | None) -> None:
+    with pytest.raises(ProtocolError):
+        parse_multipart(b"--x\r\n\r\nAA==\r\n--x--\r\n", content_type, what="t")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600), st.sampled_from(["estb", "x", "a'b"]))
+def test_any_body_gives_an_est_error_or_parts(body: bytes, boundary: str) -> None:
+    with contextlib.suppress(EstHwError):
+        decode_serverkeygen(body, f"multipart/mixed; boundary={boundary}", what="t")
+
+
+def test_part_base64_layouts_are_tolerated() -> None:
+    der = _pkcs8(EC_KEY)
+    unwrapped = base64.b64encode(der) + b"\x00"
+    body = b"--b\nContent-Type: application/pkcs8\n\n" + unwrapped + b"\n--b--\n"
+    (part,) = parse_multipart(body, "multipart/mixed;boundary=b", what="t")
+    assert part.content == der
