@@ -105,6 +105,8 @@ def show(**kwargs: Any) -> None:
         lines += [f"  {name}: {cert[name]}" for name in ("subject", "issuer", "serial_number")]
         lines.append(f"  not_after: {cert['not_after']}")
         lines.append(f"  matches key: {'yes' if cert['matches_key'] else 'NO'}")
+        if cert["location"]:
+            lines.append(f"  stored in: {cert['location']}")
     for cert in summary["other_certificates"]:
         role = "CA certificate" if cert["is_ca"] else "certificate without key"
         lines.append(f"{role} {cert['label']!r} id={cert['id']}: {cert['subject']}")

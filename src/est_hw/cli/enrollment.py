@@ -154,8 +154,15 @@ def _tls_identity(backend: KeyBackend, tls_key_text: str | None) -> ClientIdenti
 
 
 def _named_key(backend: KeyBackend, token_args: TokenArgs, label: str | None) -> TokenKey:
-    """The enrolled key named by --key-label or --key-uri, else the only one."""
+    """The enrolled key named by --handle/--key-file (TPM), --key-label or --key-uri, else
+    the only one."""
     from est_hw.provision import select_enrolled_key
+
+    if token_args.selects_one_key():
+        from est_hw.keys.tpm import TpmBackend
+
+        assert isinstance(backend, TpmBackend)
+        return backend.selected_key()
 
     uri = token_args.uri()
     key_id = uri.id if uri else None

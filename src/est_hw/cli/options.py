@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 MODULE_ENV = "EST_HW_PKCS11_MODULE"
+TCTI_ENV = "TPM2TOOLS_TCTI"
 
 
 def _apply(decorators: list[Callable[[F], F]]) -> Callable[[F], F]:
@@ -78,6 +79,25 @@ token_options = _apply(
         click.option("--key-dir", type=click.Path(path_type=Path, file_okay=False),
                      help="Use software keys in this directory instead of a token "
                           "(development only)."),
+        click.option("--tpm", is_flag=True, help="Keys live in a TPM 2.0 (see docs/tpm.md)."),
+        click.option("--tcti", metavar="TCTI",
+                     help=f"With --tpm: TPM access, e.g. swtpm:port=2321 (default env "
+                          f"{TCTI_ENV}, else device:/dev/tpmrm0)."),
+        click.option("--handle", metavar="0x81......",
+                     help="With --tpm: persistent handle of the key (new keys: first free "
+                          "in 0x81000100-0x810001ff)."),
+        click.option("--key-file", type=click.Path(path_type=Path, dir_okay=False),
+                     help="With --tpm: keep the key as a TSS2 PRIVATE KEY file instead."),
+        click.option("--nv-index", metavar="0x01......",
+                     help="With --tpm: NV index for the certificate (default: from the "
+                          "handle, 0x81000100 -> 0x01000100)."),
+        click.option("--owner-auth-source", metavar="env:VAR|file:PATH",
+                     help="With --tpm: owner hierarchy auth, when it has one."),
+        click.option("--key-auth-source", metavar="env:VAR|file:PATH",
+                     help="With --tpm: auth value of the key."),
+        click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
+                     help="With --tpm: where records and oversized chains go (default "
+                          "/var/lib/est-hw/tpm/<tcti> as root, else ~/.local/state/...)."),
     ]
 )  # fmt: skip
 
@@ -125,6 +145,14 @@ class TokenArgs:
     key_uri: str | None
     pin_source: str | None
     key_dir: Path | None
+    tpm: bool
+    tcti: str | None
+    handle: str | None
+    key_file: Path | None
+    nv_index: str | None
+    owner_auth_source: str | None
+    key_auth_source: str | None
+    state_dir: Path | None
 
     def uri(self) -> Pkcs11Uri | None:
         """The parsed ``--key-uri``, if given."""
@@ -133,7 +161,13 @@ class TokenArgs:
         return parse_pkcs11_uri(self.key_uri) if self.key_uri else None
 
     def open(self) -> KeyBackend:
-        """Open the selected token (or key directory) and log in."""
+        """Open the selected token (or TPM, or key directory) and log in."""
+        tpm_only = (self.tcti, self.handle, self.key_file, self.nv_index,
+                    self.owner_auth_source, self.key_auth_source, self.state_dir)  # fmt: skip
+        if not self.tpm and any(value is not None for value in tpm_only):
+            raise UsageError("--tcti, --handle, --key-file, --nv-index, ... need --tpm")
+        if self.tpm:
+            return self._open_tpm()
         if self.key_dir is not None:
             if self.module or self.slot is not None or self.token_label or self.key_uri:
                 raise UsageError("--key-dir cannot be combined with PKCS#11 token options")
@@ -160,6 +194,57 @@ class TokenArgs:
         pin_source = self.pin_source or (uri.pin_source if uri else None)
         pin = resolve_pin(pin_source, selector.token_label)
         return open_pkcs11(selector, pin)
+
+    def _open_tpm(self) -> KeyBackend:
+        """A TPM through its TCTI (env TPM2TOOLS_TCTI, else /dev/tpmrm0)."""
+        import os
+
+        from est_hw.cli.secrets import from_source
+        from est_hw.keys.tpm_tcti import DEFAULT_TCTI, TpmSelector, parse_tpm_handle
+
+        if self.module or self.slot is not None or self.token_label or self.key_uri:
+            raise UsageError("--tpm cannot be combined with PKCS#11 token options")
+        if self.key_dir is not None or self.pin_source is not None:
+            raise UsageError("--tpm takes --key-auth-source, not --key-dir or --pin-source")
+        if self.handle is not None and self.key_file is not None:
+            raise UsageError("give --handle or --key-file, not both")
+        tcti = self.tcti or os.environ.get(TCTI_ENV) or DEFAULT_TCTI
+        selector = TpmSelector(
+            tcti=tcti,
+            state_dir=self.state_dir or default_tpm_state_dir(tcti),
+            owner_auth=from_source(self.owner_auth_source, "owner auth")
+            if self.owner_auth_source
+            else None,
+            key_auth=from_source(self.key_auth_source, "key auth")
+            if self.key_auth_source
+            else None,
+            handle=parse_tpm_handle(self.handle) if self.handle else None,
+            key_file=self.key_file,
+            nv_index=parse_tpm_handle(self.nv_index, what="NV index") if self.nv_index else None,
+        )
+        try:
+            from est_hw.keys.tpm import open_tpm
+        except ImportError as exc:
+            raise UsageError(
+                f"--tpm needs the tpm extra (pip install 'est-hw[tpm]'): {exc}"
+            ) from None
+        return open_tpm(selector)
+
+    def selects_one_key(self) -> bool:
+        """--handle or --key-file name the key itself (TPM)."""
+        return self.tpm and (self.handle is not None or self.key_file is not None)
+
+
+def default_tpm_state_dir(tcti: str) -> Path:
+    """/var/lib/est-hw/tpm/<tcti> as root, else $XDG_STATE_HOME/est-hw/tpm/<tcti>."""
+    import os
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", tcti).strip("_") or "tpm"
+    if os.geteuid() == 0:
+        return Path("/var/lib/est-hw/tpm") / name
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "est-hw" / "tpm" / name
 
 
 T = TypeVar("T", ServerArgs, TokenArgs)

@@ -54,6 +54,7 @@ def inventory_summary(token: str, inventory: Any) -> dict[str, Any]:
             cert_obj = {
                 **certificate_summary(stored.certificate),
                 "matches_key": stored.certificate.public_key() == key.public_key(),
+                "location": stored.location,
             }
         keys.append(
             {
@@ -68,6 +69,7 @@ def inventory_summary(token: str, inventory: Any) -> dict[str, Any]:
             "label": stored.label,
             "id": stored.key_id.hex(),
             "is_ca": stored.is_ca,
+            "location": stored.location,
             **certificate_summary(stored.certificate),
         }
         for stored in inventory.certificates
