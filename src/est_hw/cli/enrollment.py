@@ -6,6 +6,8 @@ inside the bodies so that ``est-hw --help`` stays fast.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,7 @@ from est_hw.errors import UsageError
 
 if TYPE_CHECKING:
     from est_hw.keys.base import KeyBackend, TokenKey
+    from est_hw.metrics import Metrics
     from est_hw.provision import EnrollResult
     from est_hw.provision.waiting import WaitPolicy
     from est_hw.tls.settings import ClientIdentity
@@ -65,6 +68,30 @@ key_label_option = click.option(
 )
 
 
+#: The metrics of the running command when --timings was given (see :func:`timed`).
+_timings: dict[str, Metrics | None] = {"metrics": None}
+
+
+def timed(command: Callable[..., None]) -> Callable[..., None]:
+    """Add ``--timings``: time per phase and counts of handshakes, requests, signatures."""
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        from est_hw import metrics
+
+        wanted = kwargs.pop("timings")
+        with metrics.recording() as recorded:
+            _timings["metrics"] = recorded if wanted else None
+            command(**kwargs)
+
+    return click.option(
+        "--timings",
+        is_flag=True,
+        help="Report time per phase (token open, keygen, CSR signing, TLS handshake, HTTP, "
+        "verify, store) and counts of TLS handshakes, HTTP requests and token signatures.",
+    )(wrapper)
+
+
 def _render(result: EnrollResult, status: str, as_json: bool, out: Path | None) -> None:
     from est_hw.cli.render import certificate_summary, emit_json, emit_lines
 
@@ -87,6 +114,9 @@ def _render(result: EnrollResult, status: str, as_json: bool, out: Path | None) 
     if result.previous is not None:
         fields["previous_serial_number"] = format(result.previous.serial_number, "x")
         fields["rekeyed"] = result.previous.public_key() != result.certificate.public_key()
+    recorded = _timings["metrics"]
+    if recorded is not None:
+        fields["timings"] = recorded.as_json()
     if as_json:
         emit_json(fields)
     else:
@@ -198,6 +228,7 @@ def _named_key(backend: KeyBackend, token_args: TokenArgs, label: str | None) ->
 @wait_option
 @max_wait_option
 @out_option
+@timed
 def enroll(**kwargs: Any) -> None:
     """Generate a key on the token, enroll it, store the certificate (RFC 7030 4.2.1)."""
     from est_hw.keys.base import KeyType
@@ -250,6 +281,7 @@ def enroll(**kwargs: Any) -> None:
 @wait_option
 @max_wait_option
 @out_option
+@timed
 def reenroll(**kwargs: Any) -> None:
     """Renew the certificate on the token now (RFC 7030 4.2.2, TLS signed by the token)."""
     from est_hw.keys.base import KeyType
@@ -302,6 +334,7 @@ def reenroll(**kwargs: Any) -> None:
 @wait_option
 @max_wait_option
 @out_option
+@timed
 def renew(**kwargs: Any) -> None:
     """Re-enroll only if the certificate on the token is due (exit 0 either way)."""
     import datetime
@@ -370,6 +403,7 @@ def renew(**kwargs: Any) -> None:
     "when a copy outside the token is really needed.",
 )
 @out_option
+@timed
 def serverkeygen(**kwargs: Any) -> None:
     """Let the server generate the key, import it into the token (RFC 7030 4.4)."""
     from est_hw.keys.base import KeyType

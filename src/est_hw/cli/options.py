@@ -162,6 +162,12 @@ class TokenArgs:
 
     def open(self) -> KeyBackend:
         """Open the selected token (or TPM, or key directory) and log in."""
+        from est_hw import metrics
+
+        with metrics.phase("token_open"):
+            return self._open()
+
+    def _open(self) -> KeyBackend:
         tpm_only = (self.tcti, self.handle, self.key_file, self.nv_index,
                     self.owner_auth_source, self.key_auth_source, self.state_dir)  # fmt: skip
         if not self.tpm and any(value is not None for value in tpm_only):

@@ -21,6 +21,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from est_hw import metrics
 from est_hw.errors import (
     AuthenticationError,
     EnrollmentPendingError,
@@ -289,7 +290,8 @@ class EstClient:
         url = httpx.URL(self.endpoint.url_for(operation))
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                response = self._http.request(method, url, content=content, headers=headers)
+                with metrics.phase("http"):
+                    response = self._http.request(method, url, content=content, headers=headers)
             except httpx.HTTPError as exc:
                 raise ProtocolError(f"{what}: {type(exc).__name__}: {exc}") from None
             self._last_stream = response.extensions.get("network_stream")

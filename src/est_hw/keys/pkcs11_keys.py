@@ -30,6 +30,7 @@ from cryptography.utils import Buffer
 from pkcs11 import MGF, Attribute, Mechanism
 from pkcs11.util.ec import encode_ec_public_key, encode_ecdsa_signature
 
+from est_hw import metrics
 from est_hw.errors import (
     PinIncorrectError,
     TokenError,
@@ -192,6 +193,7 @@ class _Pkcs11KeyMixin:
     label: str
 
     def _sign_raw(self, data: bytes, mechanism: Mechanism, param: Any = None) -> bytes:
+        metrics.count("token_signatures")
         with self._guard.call(f"signing with key '{self.label}'"):
             return self._p11.sign(data, mechanism=mechanism, mechanism_param=param)
 

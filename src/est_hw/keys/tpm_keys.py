@@ -41,6 +41,7 @@ from cryptography.utils import Buffer
 from tpm2_pytss.constants import ESYS_TR
 from tpm2_pytss.cryptography import tpm_ecc_private_key, tpm_rsa_private_key
 
+from est_hw import metrics
 from est_hw.errors import KeyNotFoundError, UnsupportedKeyError
 from est_hw.keys.base import KeyType, PublicKey
 from est_hw.keys.tpm_context import TpmContext
@@ -263,6 +264,7 @@ class TpmEcPrivateKey(
             raise UnsupportedKeyError("deterministic ECDSA (RFC 6979) is not done by TPMs")
         _check_hash(signature_algorithm.algorithm)
         with self._usable("signing"), _scheme_errors():
+            metrics.count("token_signatures")
             return bytes(tpm_ecc_private_key.sign(self, bytes(data), signature_algorithm))
 
     def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
@@ -323,6 +325,7 @@ class TpmRsaPrivateKey(
         elif not isinstance(padding, _padding.PKCS1v15):
             raise UnsupportedKeyError(f"RSA padding {padding.name} is not supported for signing")
         with self._usable("signing"), _scheme_errors():
+            metrics.count("token_signatures")
             signature = bytes(tpm_rsa_private_key.sign(self, bytes(data), padding, hash_algorithm))
         if isinstance(padding, _padding.PSS):
             self._check_pss_salt(signature, bytes(data), hash_algorithm)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from est_hw import faults
+from est_hw import faults, metrics
 from est_hw.errors import (
     ConnectionFailedError,
     EnrollmentPendingError,
@@ -141,9 +141,10 @@ def enroll(
         resumed = key is not None
         if key is None:
             faults.point("before-keygen")
-            key = backend.generate_key(
-                KeyType(pending.key_type), request.key_label, key_id=pending.key_id
-            )
+            with metrics.phase("keygen"):
+                key = backend.generate_key(
+                    KeyType(pending.key_type), request.key_label, key_id=pending.key_id
+                )
             faults.point("after-keygen")
         run = _Run(backend, server, client, journal)
         certificate, chain = _issue_and_store(run, key, job, pending, discard=True)
@@ -197,9 +198,10 @@ def reenroll(
         new_key = planned_key(backend, pending) if rekeying else key
         if new_key is None:
             faults.point("before-keygen")
-            new_key = backend.generate_key(
-                KeyType(pending.key_type), key.label, key_id=pending.key_id
-            )
+            with metrics.phase("keygen"):
+                new_key = backend.generate_key(
+                    KeyType(pending.key_type), key.label, key_id=pending.key_id
+                )
             faults.point("after-keygen")
         run = _Run(backend, server, client, journal)
         certificate, chain = _issue_and_store(run, new_key, job, pending, discard=rekeying)
@@ -312,7 +314,8 @@ def _issue_and_store(
         # (after a 202) fetches it again to open, and bind to, the connection it will use.
         challenge = bind(client, job.binding, prefetched.pop() if prefetched else None)
         password = challenge.password if challenge else None
-        csr = _csr_for(key, job.content, password, state["pending"])
+        with metrics.phase("csr_sign"):
+            csr = _csr_for(key, job.content, password, state["pending"])
         der = csr.public_bytes(serialization.Encoding.DER)
         if state["pending"].csr != der:
             state["pending"] = journal.save(state["pending"].with_csr(der))
@@ -326,8 +329,10 @@ def _issue_and_store(
     try:
         issued = until_issued(attempt, job.wait, on_pending)
         faults.point("after-answer")
-        certificate, chain = accept_issued(issued, key, server, client)
-        backend.store_certificate(key, certificate, chain)
+        with metrics.phase("verify"):
+            certificate, chain = accept_issued(issued, key, server, client)
+        with metrics.phase("store"):
+            backend.store_certificate(key, certificate, chain)
         faults.point("after-store")
     except EnrollmentPendingError:
         raise

@@ -25,6 +25,7 @@ import typing
 
 import httpcore
 
+from est_hw import metrics
 from est_hw.errors import ConnectionFailedError, DeadlineExceededError
 from est_hw.tls.connection import TlsChannel
 from est_hw.tls.deadline import DeadlineExpired, bounded, remaining, socket_readable
@@ -95,7 +96,9 @@ class TcpStream(httpcore.NetworkStream):
         except DeadlineExpired:
             self.close()
             raise _timeout("the TLS handshake") from None
-        channel = TlsChannel.establish(self._sock, server_hostname, self._settings, timeout)
+        with metrics.phase("tls_handshake"):
+            channel = TlsChannel.establish(self._sock, server_hostname, self._settings, timeout)
+        metrics.count("tls_handshakes")
         return TlsStream(channel)
 
     def get_extra_info(self, info: str) -> typing.Any:

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 import httpcore
 import httpx
 
+from est_hw import metrics
 from est_hw.errors import (
     ConnectionFailedError,
     DeadlineExceededError,
@@ -156,6 +157,7 @@ class TokenTlsTransport(httpx.BaseTransport):
             content=request.stream,
             extensions=extensions,
         )
+        metrics.count("http_requests")
         response = self._pool.handle_request(core_request)
         try:
             body = self._read_body(response)
