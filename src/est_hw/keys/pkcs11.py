@@ -63,6 +63,7 @@ from est_hw.keys.pkcs11_tokens import (
     TokenSelector,
     list_tokens,
     load_module,
+    module_lock,
     select_token,
 )
 from est_hw.keys.uri import Pkcs11Uri
@@ -91,10 +92,11 @@ def open_pkcs11(selector: TokenSelector, pin: Secret) -> Pkcs11Backend:
     :raises TokenNotFoundError: no token, or more than one, matches ``selector``.
     :raises PinIncorrectError: the token rejected the PIN (the PIN is never in a message).
     """
-    lib = load_module(selector.module)
-    info, token = select_token(lib, selector)
-    with pkcs11_errors("logging in", info.label):
-        session = token.open(rw=True, user_pin=pin.reveal(), attribute_mapper=_mapper())
+    with module_lock(selector.module):
+        lib = load_module(selector.module)
+        info, token = select_token(lib, selector)
+        with pkcs11_errors("logging in", info.label):
+            session = token.open(rw=True, user_pin=pin.reveal(), attribute_mapper=_mapper())
     return Pkcs11Backend(session, info, selector.module)
 
 
@@ -105,7 +107,7 @@ class Pkcs11Backend(KeyBackend):
         self._session = session
         self._info = info
         self._module = module
-        self._guard = SessionGuard(info.label)
+        self._guard = SessionGuard(info.label, module_lock(module))
         self.name = info.label
 
     @property
@@ -149,13 +151,28 @@ class Pkcs11Backend(KeyBackend):
             if key_id is None:
                 key_id = self._fresh_id()
             elif self._find({Attribute.ID: key_id}):
-                raise UsageError(f"id {key_id.hex()} is already used on token '{self.label}'")
+                self._clear_interrupted_generation(key_id)
             try:
                 public, private = self._generate_pair(key_type, key_id, label)
                 return self._token_key(private, public)
             except BaseException:
                 self._destroy_quietly({Attribute.ID: key_id})
                 raise
+
+    def _clear_interrupted_generation(self, key_id: bytes) -> None:
+        """Remove the public half a killed ``C_GenerateKeyPair`` left under ``key_id``.
+
+        SoftHSM writes the two objects one after the other, so a process killed in between
+        leaves a public key without its private key under the id the journal planned.
+        Anything else under the id means it is taken.
+        """
+        public = self._find({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: key_id})
+        if len(public) != len(self._find({Attribute.ID: key_id})):
+            raise UsageError(f"id {key_id.hex()} is already used on token '{self.label}'")
+        log.info("token '%s': removing the public key left by an interrupted key "
+                 "generation (id %s)", self.label, key_id.hex())  # fmt: skip
+        for obj in public:
+            obj.destroy()
 
     def import_key(
         self, private_key: PrivateKey, label: str, key_id: bytes | None = None

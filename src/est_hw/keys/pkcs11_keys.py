@@ -99,12 +99,14 @@ class SessionGuard:
     """The state shared by a backend and its key objects: one session, one lock.
 
     A PKCS#11 session runs one operation at a time (``C_SignInit``/``C_Sign`` pairs must not
-    interleave), so CSR signing and TLS handshakes on several threads take the lock.
+    interleave), so CSR signing and TLS handshakes on several threads take the lock.  The
+    backend passes the lock of its whole module (:func:`~est_hw.keys.pkcs11_tokens.
+    module_lock`), so sessions on different tokens of one module do not overlap either.
     """
 
-    def __init__(self, token_label: str) -> None:
+    def __init__(self, token_label: str, lock: threading.RLock | None = None) -> None:
         self.token_label = token_label
-        self.lock = threading.RLock()
+        self.lock = lock if lock is not None else threading.RLock()
         self.closed = False
 
     @contextmanager

@@ -8,6 +8,8 @@ token must match.
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,9 +112,28 @@ class TokenInfo:
     initialized: bool = True
 
 
+_module_locks: dict[str, threading.RLock] = {}
+_module_locks_guard = threading.Lock()
+
+
+def module_lock(module: str) -> threading.RLock:
+    """The lock that every call into ``module`` takes, process-wide.
+
+    python-pkcs11 initialises a module with ``C_Initialize(NULL_PTR)``, which promises the
+    module that the application does not call it from several threads at once (PKCS#11
+    v2.40 base section 5.4; SoftHSM then switches its own locking off).  Concurrent
+    provisioning keeps that promise by serialising the calls; the network work between
+    them still overlaps.
+    """
+    key = os.path.realpath(module) if "/" in module else module
+    with _module_locks_guard:
+        return _module_locks.setdefault(key, threading.RLock())
+
+
 def list_tokens(module: str) -> list[TokenInfo]:
     """The tokens present in the slots of ``module`` (``C_GetSlotList(CK_TRUE)``)."""
-    return [info for info, _ in _tokens(load_module(module), module)]
+    with module_lock(module):
+        return [info for info, _ in _tokens(load_module(module), module)]
 
 
 def load_module(module: str) -> Pkcs11Lib:
