@@ -1,18 +1,20 @@
 """The ``est-hw`` command: the group, logging, and the one place errors become exit codes.
 
 Exit codes: 0 ok; 2 usage; 3 authentication refused by the server; 4 token error;
-5 server unreachable, server or protocol error; 6 trust failure; 7 pending (HTTP 202).
+5 server unreachable, server or protocol error; 6 trust failure; 7 pending (HTTP 202);
+8 ``provision``: at least one device failed (the others were provisioned or skipped).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
 from est_hw import __version__
-from est_hw.cli import commands, enrollment
+from est_hw.cli import commands, config, enrollment, provisioning
 from est_hw.errors import EstHwError
 
 #: Set by :func:`setup_output`; an error is then also reported as a JSON object.
@@ -35,16 +37,33 @@ def setup_output(as_json: bool, verbose: int) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="est-hw")
-def cli() -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar=config.CONFIG_ENV,
+    metavar="PATH",
+    help="Config file (default $XDG_CONFIG_HOME/est-hw/config.toml, else "
+    "/etc/est-hw/config.toml; env EST_HW_CONFIG).",
+)
+@click.option("--no-config", is_flag=True, help="Read no config file.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, no_config: bool) -> None:
     """EST (RFC 7030) enrollment for keys inside a PKCS#11 token or a TPM 2.0.
 
+    Every option can also come from an EST_HW_* environment variable or the config
+    file; flags win over the environment, which wins over the file (docs/configuration.md).
+
     Exit codes: 0 ok, 2 usage, 3 authentication refused, 4 token error,
-    5 server or protocol error, 6 trust failure, 7 enrollment pending.
+    5 server or protocol error, 6 trust failure, 7 enrollment pending,
+    8 provision: some devices failed.
     """
+    config.apply_config(ctx, config_path, no_config)
 
 
-for _command in (*commands.ALL, *enrollment.ALL):
+for _command in (*commands.ALL, *enrollment.ALL, *provisioning.ALL, config.config_group):
     cli.add_command(_command)
+config.install_envvars(cli)
 
 
 def report_error(exc: EstHwError) -> None:

@@ -1,0 +1,436 @@
+"""Provisioning many devices at once: the plan's devices, enrolled concurrently.
+
+:func:`expand_devices` turns the plan's device groups into devices (listing the tokens of a
+PKCS#11 module for ``tokens = "all"``); :func:`run_batch` enrolls them on a thread pool
+and yields one :class:`DeviceOutcome` per device as each finishes.  Each device runs the
+ordinary flow, :func:`est_hw.provision.enroll`, on its own backend session, so resuming
+(the journal on the token), crash safety and verification are exactly those of
+``est-hw enroll``.  A device that already holds the planned key with a valid certificate
+is skipped; a device that fails is reported and the others go on.
+
+Connections: a job thread keeps one :class:`~est_hw.est.client.EstClient` and reuses its
+TLS connection for every device it enrolls, since all devices present the same HTTP
+credentials and no TLS client certificate.  PKCS#11 calls into one module are serialised
+(:func:`est_hw.keys.pkcs11_tokens.module_lock`); the network work overlaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import re
+import threading
+from collections.abc import Generator, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from cryptography import x509
+
+from est_hw import metrics
+from est_hw.errors import EnrollmentPendingError, EstHwError, TokenError, UsageError
+from est_hw.est.client import EstClient
+from est_hw.keys.base import KeyBackend, KeyType, Secret
+from est_hw.keys.pkcs11_tokens import TokenInfo, list_tokens
+from est_hw.provision.enroll import EnrollRequest, enroll
+from est_hw.provision.identity import stored_certificate
+from est_hw.provision.journal import Journal
+from est_hw.provision.plan import DeviceGroup, DeviceNames, Plan
+from est_hw.provision.trust import ServerSession
+from est_hw.tls.settings import ClientIdentity, TlsSettings
+from est_hw.x509.csr import CsrContent
+from est_hw.x509.names import parse_san, parse_subject
+
+Status = Literal["issued", "skipped", "failed", "pending"]
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device of a plan: a PKCS#11 token (by slot) or a TPM (by TCTI).
+
+    :param index: position in the plan, from 1 (the ``{index}`` variable).
+    :param slot: the ``CK_SLOT_ID``; None when the listed token is not present.
+    """
+
+    index: int
+    group: DeviceGroup
+    slot: int | None = None
+    token_label: str | None = None
+    token_serial: str | None = None
+    tcti: str | None = None
+
+    @property
+    def name(self) -> str:
+        """How reports and messages name the device."""
+        if self.tcti is not None:
+            return self.tcti
+        if self.token_label is not None:
+            return self.token_label
+        return f"slot {self.slot}"
+
+    def variables(self) -> dict[str, str]:
+        """The template variables of this device (docs/provisioning.md)."""
+        values = {"index": str(self.index)}
+        if self.group.kind == "tpm":
+            values["tcti"] = self.tcti or ""
+            return values
+        if self.token_label is not None:
+            values["token_label"] = self.token_label
+        if self.token_serial is not None:
+            values["token_serial"] = self.token_serial
+        if self.slot is not None:
+            values["slot"] = str(self.slot)
+        return values
+
+
+@dataclass(frozen=True)
+class DeviceSecrets:
+    """The resolved secrets of one device group (the CLI reads them)."""
+
+    pin: Secret | None = None
+    owner_auth: Secret | None = None
+    key_auth: Secret | None = None
+
+
+@dataclass(frozen=True)
+class DeviceOutcome:
+    """What provisioning one device did.
+
+    :param timings: :meth:`est_hw.metrics.Metrics.as_json` of this device alone.
+    :param exit_code: the exit code of the error (0 when issued or skipped).
+    """
+
+    device: Device
+    status: Status
+    names: DeviceNames | None = None
+    serial_number: str | None = None
+    not_after: datetime.datetime | None = None
+    resumed: bool = False
+    retry_after: int | None = None
+    error: str | None = None
+    exit_code: int = 0
+    timings: Mapping[str, Any] = field(default_factory=dict)
+    finished_at: datetime.datetime = field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
+    )
+
+
+def expand_devices(plan: Plan) -> tuple[Device, ...]:
+    """The devices of every group, numbered from 1 in plan order.
+
+    ``tokens = "all"`` takes the initialised tokens of the module, ordered by label and
+    serial number; listed tokens are taken in the order given (a label or slot that is
+    not present still becomes a device, which then fails to open).
+
+    :raises TokenError: a module cannot be loaded or listed.
+    :raises UsageError: one device is named twice.
+    """
+    devices: list[Device] = []
+    seen: dict[tuple[str, object], int] = {}
+    for group in plan.groups:
+        found: list[Device] = []
+        if group.kind == "tpm":
+            found = [Device(0, group, tcti=tcti) for tcti in group.tctis]
+        else:
+            assert group.module is not None
+            present = sorted(
+                (info for info in list_tokens(group.module) if info.initialized),
+                key=lambda info: (info.label, info.serial),
+            )
+            chosen: list[TokenInfo | str | int] = (
+                list(present)
+                if group.tokens == "all"
+                else [_listed_token(present, wanted) for wanted in group.tokens]
+            )
+            for info in chosen:
+                if isinstance(info, str | int):
+                    label = info if isinstance(info, str) else None
+                    slot = info if isinstance(info, int) else None
+                    found.append(Device(0, group, slot=slot, token_label=label))
+                else:
+                    found.append(
+                        Device(0, group, info.slot, token_label=info.label,
+                               token_serial=info.serial)
+                    )  # fmt: skip
+        for device in found:
+            key = _identity(device)
+            if key in seen:
+                raise UsageError(
+                    f"plan {plan.path}: device {device.name} is in [[devices]] #{seen[key]} "
+                    f"and #{group.number}"
+                )
+            seen[key] = group.number
+            devices.append(dataclasses.replace(device, index=len(devices) + 1))
+    return tuple(devices)
+
+
+def _listed_token(present: list[TokenInfo], wanted: str | int) -> TokenInfo | str | int:
+    """The token a ``tokens`` entry names (label or slot id), else the entry itself."""
+    matches = [
+        info
+        for info in present
+        if (info.label == wanted if isinstance(wanted, str) else info.slot == wanted)
+    ]
+    return matches[0] if len(matches) == 1 else wanted
+
+
+def _identity(device: Device) -> tuple[str, object]:
+    if device.tcti is not None:
+        return ("tpm", device.tcti)
+    module = device.group.module or ""
+    if device.slot is not None:
+        return (module, device.slot)
+    return (module, device.token_label)
+
+
+def run_batch(
+    plan: Plan,
+    devices: tuple[Device, ...],
+    server: ServerSession,
+    secrets: Mapping[int, DeviceSecrets | EstHwError],
+    *,
+    jobs: int = 4,
+) -> Generator[DeviceOutcome, None, None]:
+    """Provision ``devices`` on ``jobs`` threads; yield each outcome as it is known.
+
+    :param secrets: by group number, the group's secrets, or the error that resolving
+        them raised (its devices then fail with it).
+
+    Closing the iterator early (e.g. on Ctrl-C) cancels the devices not started yet and
+    waits for the running ones, which stay resumable.
+    """
+    if jobs < 1:
+        raise UsageError("jobs must be at least 1")
+    pooled = _PooledSession.of(server)
+    executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="est-hw-provision")
+    try:
+        queue = iter(devices)
+        running: set[Future[DeviceOutcome]] = set()
+
+        def submit_next() -> None:
+            device = next(queue, None)
+            if device is not None:
+                running.add(executor.submit(provision_device, plan, device, pooled, secrets))
+
+        # Never more submitted than running, so a cancelled run leaves nothing queued.
+        for _ in range(jobs):
+            submit_next()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                running.discard(future)
+                submit_next()
+                yield future.result()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        pooled.close_all()
+
+
+def provision_device(
+    plan: Plan,
+    device: Device,
+    server: ServerSession,
+    secrets: Mapping[int, DeviceSecrets | EstHwError],
+) -> DeviceOutcome:
+    """Provision one device; every error becomes a ``failed`` (or ``pending``) outcome."""
+    names: DeviceNames | None = None
+    with metrics.recording() as recorded:
+        try:
+            names = plan.names_for(device.variables())
+            group_secrets = secrets.get(device.group.number) or DeviceSecrets()
+            if isinstance(group_secrets, EstHwError):  # shared by the group: not re-raised
+                return DeviceOutcome(device, "failed", names, error=str(group_secrets),
+                                     exit_code=group_secrets.exit_code,
+                                     timings=recorded.as_json())  # fmt: skip
+            with open_device(device, group_secrets) as backend:
+                return _enroll_device(plan, device, backend, server, names=names, recorded=recorded)
+        except EnrollmentPendingError as exc:
+            return DeviceOutcome(device, "pending", names, retry_after=exc.retry_after,
+                                 error=str(exc), exit_code=exc.exit_code,
+                                 timings=recorded.as_json())  # fmt: skip
+        except EstHwError as exc:
+            return DeviceOutcome(device, "failed", names, error=str(exc) or type(exc).__name__,
+                                 exit_code=exc.exit_code, timings=recorded.as_json())  # fmt: skip
+        except Exception as exc:  # a bug must not stop the other devices
+            return DeviceOutcome(device, "failed", names,
+                                 error=f"internal error: {type(exc).__name__}: {exc}",
+                                 exit_code=1, timings=recorded.as_json())  # fmt: skip
+
+
+def _enroll_device(
+    plan: Plan,
+    device: Device,
+    backend: KeyBackend,
+    server: ServerSession,
+    *,
+    names: DeviceNames,
+    recorded: metrics.Metrics,
+) -> DeviceOutcome:
+    done = _already_provisioned(backend, names.key_label)
+    if done is not None:
+        serial, not_after = done
+        return DeviceOutcome(device, "skipped", names, serial_number=serial,
+                             not_after=not_after, timings=recorded.as_json())  # fmt: skip
+    content = CsrContent(
+        subject=parse_subject(names.subject) if names.subject else x509.Name([]),
+        sans=tuple(parse_san(text) for text in names.sans),
+    )
+    request = EnrollRequest(
+        KeyType(plan.key.key_type or "ec-p256"),
+        names.key_label,
+        content,
+        key_type_explicit=plan.key.key_type is not None,
+        use_csrattrs=plan.key.csrattrs,
+    )
+    result = enroll(backend, server, request)
+    certificate = result.certificate
+    return DeviceOutcome(
+        device,
+        "issued",
+        names,
+        serial_number=format(certificate.serial_number, "x"),
+        not_after=certificate.not_valid_after_utc,
+        resumed=result.resumed,
+        timings=recorded.as_json(),
+    )
+
+
+def _already_provisioned(
+    backend: KeyBackend, key_label: str
+) -> tuple[str, datetime.datetime] | None:
+    """(serial, not_after) when the token holds the key with a valid certificate.
+
+    None when there is nothing yet, or an unfinished enrollment to resume (the journal).
+
+    :raises TokenError: the key is there without a valid certificate, or twice.
+    """
+    if Journal(backend).load(key_label) is not None:
+        return None
+    inventory = backend.inventory()
+    keys = [key for key in inventory.keys if key.label == key_label]
+    if not keys:
+        return None
+    if len(keys) > 1:
+        raise TokenError(f"{len(keys)} keys labelled {key_label!r} on {backend.name}: "
+                         "remove the extra ones first")  # fmt: skip
+    try:
+        certificate = stored_certificate(inventory, keys[0])
+    except EstHwError:
+        message = (
+            f"key {key_label!r} on {backend.name} has no certificate and no unfinished "
+            "enrollment: delete the key or choose another label"
+        )
+        raise TokenError(message) from None
+    now = datetime.datetime.now(datetime.UTC)
+    if certificate.not_valid_after_utc <= now:
+        raise TokenError(f"the certificate of key {key_label!r} on {backend.name} expired on "
+                         f"{certificate.not_valid_after_utc.isoformat()}: renew it with "
+                         "est-hw reenroll")  # fmt: skip
+    return format(certificate.serial_number, "x"), certificate.not_valid_after_utc
+
+
+@contextlib.contextmanager
+def open_device(device: Device, secrets: DeviceSecrets) -> Iterator[KeyBackend]:
+    """Open (and log in to) the device's key store for the duration of the block."""
+    with metrics.phase("token_open"):
+        backend = _open(device, secrets)
+    with backend:
+        yield backend
+
+
+def _open(device: Device, secrets: DeviceSecrets) -> KeyBackend:
+    group = device.group
+    if group.kind == "tpm":
+        assert device.tcti is not None
+        if group.state_dir is None:
+            raise UsageError(f"[[devices]] #{group.number}: no state_dir for the TPM")
+        from est_hw.keys.tpm_tcti import TpmSelector
+
+        try:
+            from est_hw.keys.tpm import open_tpm
+        except ImportError as exc:
+            raise UsageError(f"TPM devices need the tpm extra: {exc}") from None
+        return open_tpm(
+            TpmSelector(
+                tcti=device.tcti,
+                state_dir=tpm_state_dir(group.state_dir, device.tcti),
+                owner_auth=secrets.owner_auth,
+                key_auth=secrets.key_auth,
+            )
+        )
+    from est_hw.keys.pkcs11 import TokenSelector, open_pkcs11
+
+    assert group.module is not None
+    if secrets.pin is None:
+        raise UsageError(f"no PIN for the tokens of [[devices]] #{group.number}")
+    selector = TokenSelector(
+        module=group.module,
+        slot=device.slot,
+        token_label=device.token_label if device.slot is None else None,
+    )
+    return open_pkcs11(selector, secrets.pin)
+
+
+def tpm_state_dir(base: Path, tcti: str) -> Path:
+    """The state directory of one TPM: ``base/<tcti>``, named as ``est-hw --tpm`` names
+    its default (``/var/lib/est-hw/tpm/<tcti>``), so later renewals find the keys."""
+    return base / (re.sub(r"[^A-Za-z0-9._-]+", "_", tcti).strip("_") or "tpm")
+
+
+# --- connection reuse -------------------------------------------------------------------------
+
+
+class _KeptClient(EstClient):
+    """An :class:`EstClient` that outlives the ``with`` blocks of the flows using it."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class _PooledSession(ServerSession):
+    """A :class:`ServerSession` whose clients without a TLS identity are per thread.
+
+    Every device of a plan sends the same HTTP credentials, so the connection of one
+    enrollment serves the next one on the same thread; a client with a TLS client
+    identity (a per-device key) is always a fresh one.
+    """
+
+    local: threading.local = field(default_factory=threading.local, compare=False)
+    kept: list[EstClient] = field(default_factory=list, compare=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False)
+
+    @classmethod
+    def of(cls, server: ServerSession) -> _PooledSession:
+        return cls(server.endpoint, server.trust, server.cacerts, server.credentials,
+                   server.timeout)  # fmt: skip
+
+    def client(self, identity: ClientIdentity | None = None) -> EstClient:
+        if identity is not None:
+            return super().client(identity)
+        client: EstClient | None = getattr(self.local, "client", None)
+        if client is None:
+            client = _KeptClient(
+                self.endpoint,
+                TlsSettings(trust=self.trust),
+                credentials=self.credentials,
+                timeout=self.timeout,
+            )
+            self.local.client = client
+            with self.lock:
+                self.kept.append(client)
+        return client
+
+    def close_all(self) -> None:
+        with self.lock:
+            for client in self.kept:
+                client.close()
+            self.kept.clear()
