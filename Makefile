@@ -21,5 +21,11 @@ pytest: setup
 
 test: lint typecheck pytest
 
+# make bench  medians of repeated runs against the test server, SoftHSM2 and swtpm
+#             (docs/performance.md); BENCH_ARGS=--quick for 5 repeats instead of 15
+.PHONY: bench
+bench: setup
+	.venv/bin/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
