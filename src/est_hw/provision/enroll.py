@@ -124,8 +124,10 @@ def enroll(
                 journal.clear(request.key_label)
                 return dataclasses.replace(finished, resumed=True)
         attributes = None
-        if request.use_csrattrs or binding is ChannelBinding.AUTO:
+        if request.use_csrattrs:
             attributes = client.csrattrs()
+        elif binding is ChannelBinding.AUTO:
+            binding = ChannelBinding.NONE  # auto decides from /csrattrs, which is not asked
         request = _planned_request(request, attributes)
         job = _Job("simpleenroll", request.content, binding, wait, attributes)
         if pending is None:
