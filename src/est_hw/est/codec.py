@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import math
 import re
 from collections.abc import Sequence
@@ -212,7 +213,38 @@ def decode_certs_only(body: bytes, *, what: str) -> list[x509.Certificate]:
         ) from exc
     if not certs:  # FIELD-NOTES saw [] here; cryptography 50 raises ValueError instead
         raise ProtocolError(f"{what} contains no certificate")
+    for number, cert in enumerate(certs, 1):
+        _check_certificate(cert, f"{what}: certificate {number} of {len(certs)}")
     return certs
+
+
+def _check_certificate(cert: x509.Certificate, where: str) -> None:
+    """Parse now every field est-hw reads later, so a malformed one fails here, clearly.
+
+    cryptography parses a certificate's fields lazily: ``load_der_pkcs7_certificates``
+    accepts a certificate whose subject, issuer, validity or extensions are malformed,
+    and the first later use (path validation, storing it on the token, printing it) would
+    raise a bare ``ValueError`` (found by fuzz/fuzz_certs_only.py).
+
+    A public key of a type cryptography does not support (``UnsupportedAlgorithm``) is not
+    malformed and is let through: a CA may well send such a certificate alongside the ones
+    est-hw needs.
+
+    :raises ProtocolError: a field does not parse.
+    """
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        _ = (cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc)
+        _ = (cert.extensions, cert.signature_algorithm_oid, cert.signature)
+        with contextlib.suppress(UnsupportedAlgorithm):
+            cert.public_key()
+    except Exception as exc:  # ValueError and whatever else the lazy parser raises
+        lines = str(exc).strip().splitlines()
+        detail = (lines[0] if lines else type(exc).__name__)[:_MAX_SHOWN]
+        raise ProtocolError(f"{where} is malformed: {detail}") from exc
 
 
 def _is_signed_data_without_certificates(der: bytes) -> bool:

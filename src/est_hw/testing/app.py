@@ -20,6 +20,7 @@ from cryptography.x509.oid import AttributeOID
 from est_hw.testing.auth import Authenticator
 from est_hw.testing.ca import TestCa
 from est_hw.testing.config import Quirk, Response, ServerConfig
+from est_hw.testing.hostile import HostileAnswers
 from est_hw.testing.wire import (
     BodyError,
     decode_base64_body,
@@ -108,6 +109,7 @@ class EstApp:
         )
         self._lock = threading.Lock()
         self._pending = {"simpleenroll": config.pending, "simplereenroll": config.pending_reenroll}
+        self.hostile = HostileAnswers(config, ca)
 
     # --- responses --------------------------------------------------------------------
 
@@ -147,8 +149,14 @@ class EstApp:
         return op if op in OPERATIONS else ""
 
     def handle(self, request: Request) -> Outcome:
-        """Answer one request; the response hook (if any) has the last word."""
+        """Answer one request; then the misbehaviour (if any) rewrites the answer, and the
+        response hook (if any) has the last word."""
         outcome = self._handle(request)
+        if self.config.misbehaviour is not None:
+            rewritten = self.hostile.rewrite(request, outcome.operation, outcome.response)
+            if rewritten is not outcome.response:
+                reason = f"misbehaving: {self.config.misbehaviour.value}"
+                outcome = Outcome(rewritten, outcome.operation, outcome.user, reason)
         hook = self.config.response_hook
         if hook is not None:
             outcome = Outcome(
@@ -229,6 +237,10 @@ class EstApp:
             raise _refuse(400, f"cannot check the CSR signature: {exc}") from None
         if not valid:
             raise _refuse(400, "the CSR signature does not verify")
+        try:  # cryptography parses lazily: find a malformed field here, not while issuing
+            _ = (csr.subject, csr.extensions, csr.public_key())
+        except Exception as exc:  # ValueError, UnsupportedAlgorithm
+            raise _refuse(400, f"the CSR does not parse: {str(exc)[:120]}") from None
         return csr
 
     def _check_tls_unique(self, request: Request, csr: x509.CertificateSigningRequest) -> None:

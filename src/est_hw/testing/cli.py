@@ -17,7 +17,8 @@ from pathlib import Path
 from types import FrameType
 
 from est_hw.testing.ca import TestCa
-from est_hw.testing.config import AuthMode, Quirk, ServerConfig
+from est_hw.testing.config import OPERATION_NAMES, AuthMode, Quirk, ServerConfig
+from est_hw.testing.misbehaviour import Misbehaviour
 from est_hw.testing.server import EstTestServer
 from est_hw.testing.wire import BodyError, decode_base64_body
 
@@ -57,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cert-days", type=int, default=365, help="validity of issued certificates")
     add("--quirk", action="append", default=[], choices=[q.value for q in Quirk],
         help="misbehave like some real servers do (repeatable)")  # fmt: skip
+    add("--misbehave", metavar="NAME", choices=[m.value for m in Misbehaviour],
+        help="act as one kind of broken or hostile server, e.g. http-slow-drip or "
+        "body-garbage-base64 (every NAME: docs/hostile-servers.md)")  # fmt: skip
+    add("--misbehave-on", action="append", default=[], choices=OPERATION_NAMES,
+        metavar="OPERATION", help="the operation(s) --misbehave hits (repeatable; "
+        "default simpleenroll; tcp and tls misbehaviours hit every connection)")  # fmt: skip
+    add("--redirect-to", metavar="URL",
+        help="Location of --misbehave redirect-elsewhere (and redirect-to-http)")  # fmt: skip
     add("--quiet", action="store_true", help="do not log requests")
     return parser
 
@@ -128,6 +137,9 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         enforce_tls_unique=args.enforce_tls_unique,
         cert_days=args.cert_days,
         quirks=frozenset(Quirk(q) for q in args.quirk),
+        misbehaviour=Misbehaviour.named(args.misbehave) if args.misbehave else None,
+        misbehave_on=frozenset(args.misbehave_on or ("simpleenroll",)),
+        redirect_to=args.redirect_to,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,9 +11,13 @@ from typing import Literal, overload
 
 from cryptography import x509
 
+from est_hw.testing.misbehaviour import Misbehaviour
+
 __all__ = [
     "AuthMode",
+    "Misbehaviour",
     "Quirk",
+    "RawAnswer",
     "RequestLog",
     "RequestRecord",
     "Response",
@@ -22,6 +27,15 @@ __all__ = [
 
 AuthMode = Literal["none", "basic", "digest"]
 TLS_VERSIONS = ("1.2", "1.3")
+#: the EST operations (RFC 7030 section 3.2.2) a misbehaviour may target
+OPERATION_NAMES = (
+    "cacerts",
+    "csrattrs",
+    "simpleenroll",
+    "simplereenroll",
+    "serverkeygen",
+    "fullcmc",
+)
 
 
 class Quirk(enum.Enum):
@@ -46,14 +60,25 @@ class Quirk(enum.Enum):
     STRICT_REQUEST_LINES = "strict-request-lines"
 
 
+#: ``answer(connection)``: writes a whole answer (or none) as raw bytes on the TLS
+#: connection, for misbehaviours that ``http.server`` cannot express; the connection is
+#: closed afterwards.  See :mod:`est_hw.testing.rawhttp`.
+RawAnswer = Callable[[socket.socket], None]
+
+
 @dataclass
 class Response:
-    """One HTTP response, built before it is sent so quirks and hooks can rewrite it."""
+    """One HTTP response, built before it is sent so quirks and hooks can rewrite it.
+
+    With ``raw`` set, the handler sends nothing itself: it calls ``raw(connection)``
+    and closes the connection (``status`` is then only what the request log records).
+    """
 
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     close: bool = False
+    raw: RawAnswer | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -91,6 +116,11 @@ class ServerConfig:
     :param cert_days: validity of issued certificates.
     :param quirks: deliberate deviations, see :class:`Quirk`.
     :param response_hook: called with every response before it is sent (tests only).
+    :param misbehaviour: one hostile behaviour, see :class:`Misbehaviour` (tests only).
+    :param misbehave_on: the operations an http, status, body or redirect misbehaviour
+        hits; tcp and tls misbehaviours hit every connection.
+    :param redirect_to: the Location of ``REDIRECT_ELSEWHERE`` (and, when set, of
+        ``REDIRECT_TO_HTTP``), e.g. another server's URL.
     """
 
     host: str = "127.0.0.1"
@@ -114,6 +144,9 @@ class ServerConfig:
     quirks: frozenset[Quirk] = frozenset()
     response_hook: ResponseHook | None = None
     max_body: int = 64 * 1024
+    misbehaviour: Misbehaviour | None = None
+    misbehave_on: frozenset[str] = frozenset({"simpleenroll"})
+    redirect_to: str | None = None
 
     def __post_init__(self) -> None:
         if not self.tls_versions or set(self.tls_versions) - set(TLS_VERSIONS):
@@ -128,6 +161,13 @@ class ServerConfig:
             raise ValueError("cert_days must be at least 1")
         if not self.server_names:
             raise ValueError("the server certificate needs at least one name")
+        if self.misbehaviour is not None and not isinstance(self.misbehaviour, Misbehaviour):
+            raise ValueError(f"misbehaviour must be a Misbehaviour, not {self.misbehaviour!r}")
+        object.__setattr__(self, "misbehave_on", frozenset(self.misbehave_on))
+        if not self.misbehave_on <= set(OPERATION_NAMES):
+            raise ValueError(f"misbehave_on must name operations of {OPERATION_NAMES}")
+        if self.misbehaviour is Misbehaviour.REDIRECT_ELSEWHERE and not self.redirect_to:
+            raise ValueError("redirect-elsewhere needs redirect_to")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from cryptography import x509
 
+from est_hw.testing import hostile_net as hostile
 from est_hw.testing.app import EstApp, Outcome, Request, text_response
 from est_hw.testing.config import RequestLog, RequestRecord, Response
 
@@ -69,7 +70,7 @@ class EstHttpServer(ThreadingHTTPServer):
         self.app = app
         self.requests = requests
         self.tls_failures = tls_failures
-        self._connections: set[ssl.SSLSocket] = set()
+        self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
 
@@ -80,6 +81,10 @@ class EstHttpServer(ThreadingHTTPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         """Handshake, then serve the connection until it closes (worker thread)."""
         raw: socket.socket = request
+        misbehave = hostile.tcp_behaviour(self.app.config)
+        if misbehave is not None:
+            self._misbehave_on_tcp(raw, client_address, misbehave)
+            return
         raw.settimeout(HANDSHAKE_TIMEOUT)
         try:
             tls = self.ssl_context.wrap_socket(raw, server_side=True)
@@ -89,6 +94,10 @@ class EstHttpServer(ThreadingHTTPServer):
                 self.tls_failures.append(message)
             log.info("%s", message)
             raw.close()
+            return
+        if hostile.closes_after_handshake(self.app.config):
+            log.info("%s misbehaving: closing after the handshake", client_address[0])
+            _close_tls(tls)
             return
         with self._lock:
             self._connections.add(tls)
@@ -100,6 +109,22 @@ class EstHttpServer(ThreadingHTTPServer):
             with self._lock:
                 self._connections.discard(tls)
             _close_tls(tls)
+
+    def _misbehave_on_tcp(
+        self, raw: socket.socket, client_address: Any, misbehave: hostile.TcpBehaviour
+    ) -> None:
+        """Hand the bare TCP connection to a tcp misbehaviour, then close it."""
+        log.info("%s misbehaving on TCP: %s", client_address[0], self.app.config.misbehaviour)
+        with self._lock:
+            self._connections.add(raw)
+        try:
+            misbehave(raw)
+        except OSError as exc:
+            log.info("%s connection error: %s", client_address[0], exc)
+        finally:
+            with self._lock:
+                self._connections.discard(raw)
+            raw.close()
 
     def close_connections(self) -> None:
         """Cut every open keep-alive connection (used when stopping)."""
@@ -234,6 +259,11 @@ class EstRequestHandler(BaseHTTPRequestHandler):
         self._send(response)
 
     def _send(self, response: Response) -> None:
+        if response.raw is not None:  # a misbehaviour writes the bytes itself
+            self.wfile.flush()
+            self.close_connection = True
+            response.raw(self.connection)
+            return
         self.send_response(response.status)
         for name, value in response.headers:
             self.send_header(name, value)

@@ -24,6 +24,7 @@ from types import TracebackType
 
 from cryptography.hazmat.primitives import serialization
 
+from est_hw.testing import hostile_net as hostile
 from est_hw.testing.app import EstApp
 from est_hw.testing.ca import TestCa
 from est_hw.testing.config import RequestLog, ServerConfig
@@ -35,9 +36,10 @@ _TLS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
 def make_ssl_context(config: ServerConfig, ca: TestCa) -> ssl.SSLContext:
-    """The server's TLS context: its certificate from ``ca``, the configured versions,
-    and client certificates verified against ``ca`` plus any extra client CAs."""
-    cert, key = ca.issue_server_certificate(list(config.server_names))
+    """The server's TLS context: its certificate from ``ca`` (or the one a tls
+    misbehaviour asks for), the configured versions, and client certificates verified
+    against ``ca`` plus any extra client CAs."""
+    chain, key = hostile.server_identity(config, ca)
     pem = serialization.Encoding.PEM
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     versions = sorted(config.tls_versions)
@@ -47,12 +49,16 @@ def make_ssl_context(config: ServerConfig, ca: TestCa) -> ssl.SSLContext:
     with tempfile.TemporaryDirectory(prefix="est-hw-server-") as tmp:
         chain_file = Path(tmp) / "chain.pem"
         key_file = Path(tmp) / "key.pem"
-        chain_file.write_bytes(cert.public_bytes(pem) + ca.issuing_cert.public_bytes(pem))
+        chain_file.write_bytes(b"".join(cert.public_bytes(pem) for cert in chain))
         key_file.write_bytes(
             key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         )
         context.load_cert_chain(chain_file, key_file)
     trusted = [*ca.chain, *config.client_ca_certs]
+    if len(chain) == 1 and chain[0].issuer == ca.issuing_cert.subject:
+        # OpenSSL completes a lone server certificate from the verify store; leave the
+        # issuing CA out of it so that the leaf really goes alone (TLS_NO_INTERMEDIATE).
+        trusted = [ca.root_cert, *config.client_ca_certs]
     context.load_verify_locations(cadata="".join(c.public_bytes(pem).decode() for c in trusted))
     # Every configured CA is an anchor, even an intermediate given without its root.
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
@@ -60,6 +66,7 @@ def make_ssl_context(config: ServerConfig, ca: TestCa) -> ssl.SSLContext:
     # require one only when configured.
     context.verify_mode = ssl.CERT_REQUIRED if config.require_client_cert else ssl.CERT_OPTIONAL
     context.set_alpn_protocols(["http/1.1"])
+    hostile.tune_tls_context(config, context)
     return context
 
 

@@ -1,0 +1,138 @@
+"""/serverkeygen and /fullcmc for the test server (RFC 7030 sections 4.4 and 4.3).
+
+serverkeygen: the server makes an EC P-256 (or RSA-2048) key, issues a certificate for it
+with the CSR's subject and subjectAltName, and answers multipart/mixed with the key as
+``application/pkcs8`` and the certificate as certs-only (section 4.4.2).  ``pkcs1`` answers
+with a PKCS#1 RSAPrivateKey labelled as pkcs8, as one real server does.
+
+fullcmc: a Full PKI Request (RFC 5272 section 3.2: CMS SignedData around PKIData) whose
+first TaggedRequest is a PKCS#10 request is answered with a Simple PKI Response (RFC 5272
+section 4.1: certs-only SignedData) as ``smime-type=CMC-response``.  The SignedData
+signature is not checked, and id-data is accepted as eContentType: the server is a test
+peer for est-hw's pass-through, not a CMC implementation.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from est_hw.testing.ca import TestCa
+from est_hw.testing.config import Response
+from est_hw.testing.wire import BodyError, decode_base64_body, encode_base64_body, pkcs7_certs_only
+
+CMC_RESPONSE = "application/pkcs7-mime; smime-type=CMC-response"
+
+
+def serverkeygen_response(
+    ca: TestCa, csr: x509.CertificateSigningRequest, *, days: int, rsa_key: bool, pkcs1: bool
+) -> Response:
+    """Make a key, issue its certificate, answer multipart/mixed (section 4.4.2)."""
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if rsa_key or pkcs1
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    builder = x509.CertificateSigningRequestBuilder().subject_name(csr.subject)
+    for extension in csr.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    cert = ca.issue(builder.sign(key, hashes.SHA256()), days=days)
+    key_der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL
+        if pkcs1
+        else serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    boundary = "est-" + secrets.token_hex(8)
+    body = b"".join(
+        [
+            f"--{boundary}\r\nContent-Type: application/pkcs8\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n".encode(),
+            encode_base64_body(key_der, eol=b"\r\n"),
+            f"--{boundary}\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n".encode(),
+            encode_base64_body(pkcs7_certs_only([cert]), eol=b"\r\n"),
+            f"--{boundary}--\r\n".encode(),
+        ]
+    )
+    return Response(200, body, [("Content-Type", f"multipart/mixed; boundary={boundary}")])
+
+
+def csr_of_full_pki_request(body: bytes) -> x509.CertificateSigningRequest:
+    """The PKCS#10 request inside a Full PKI Request (RFC 5272 sections 3.2, 3.2.1.2.1).
+
+    :raises BodyError: not base64, not SignedData around PKIData, or no PKCS#10 in it.
+    """
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1_modules import rfc5652, rfc6402
+
+    der = decode_base64_body(body)
+    try:
+        info, _ = decoder.decode(der, asn1Spec=rfc5652.ContentInfo())
+        signed, _ = decoder.decode(info["content"], asn1Spec=rfc5652.SignedData())
+        content = signed["encapContentInfo"]["eContent"]
+        pki_data, _ = decoder.decode(bytes(content), asn1Spec=rfc6402.PKIData())
+        for tagged in pki_data["reqSequence"]:
+            if tagged.getName() == "tcr":
+                request = tagged["tcr"]["certificationRequest"]
+                return x509.load_der_x509_csr(encoder.encode(request))
+    except Exception as exc:  # the ASN.1 decoder's errors are not an API
+        raise BodyError(f"not a Full PKI Request: {type(exc).__name__}") from None
+    raise BodyError("the Full PKI Request holds no PKCS#10 request")
+
+
+def fullcmc_response(ca: TestCa, body: bytes, *, days: int) -> Response:
+    """Issue the request and answer a Simple PKI Response (RFC 5272 section 4.1)."""
+    csr = csr_of_full_pki_request(body)
+    if not csr.is_signature_valid:
+        raise BodyError("the PKCS#10 request's signature does not verify")
+    cert = ca.issue(csr, days=days)
+    return Response(
+        200,
+        encode_base64_body(pkcs7_certs_only([cert, *ca.chain])),
+        [("Content-Type", CMC_RESPONSE), ("Content-Transfer-Encoding", "base64")],
+    )
+
+
+def build_full_pki_request(
+    csr: x509.CertificateSigningRequest, key: ec.EllipticCurvePrivateKey
+) -> bytes:
+    """A Full PKI Request for tests: PKIData{reqSequence: [tcr 1: csr]} in SignedData
+    signed by ``key`` with a self-signed certificate (DER)."""
+    import datetime
+
+    from cryptography.hazmat.primitives.serialization import pkcs7
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1_modules import rfc2986, rfc6402
+
+    pki_data = rfc6402.PKIData()
+    tagged = rfc6402.TaggedRequest()
+    tcr = tagged.getComponentByName("tcr")
+    tcr["bodyPartID"] = 1
+    request, _ = decoder.decode(
+        csr.public_bytes(serialization.Encoding.DER), asn1Spec=rfc2986.CertificationRequest()
+    )
+    tcr["certificationRequest"] = request
+    tagged["tcr"] = tcr
+    pki_data["reqSequence"].append(tagged)
+    now = datetime.datetime.now(datetime.UTC)
+    signer = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(csr.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(encoder.encode(pki_data))
+        .add_signer(signer, key, hashes.SHA256())
+        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    )
