@@ -146,30 +146,7 @@ EXPECTED: dict[Misbehaviour, Expect] = {
 
 #: where est-hw does not (yet) do what it must: each is a bug outside the test server,
 #: reported with the reason; strict, so a fix turns the test red until the mark goes
-XFAIL: dict[Misbehaviour, str] = {
-    M.DIGEST_UNKNOWN_ALGORITHM: "est/auth.py: httpx DigestAuth raises KeyError for an "
-    "unknown Digest algorithm (SHA3-256); it escapes ChallengeAuth as a traceback (exit 1)",
-    M.DIGEST_AUTH_INT_ONLY: "est/auth.py: httpx DigestAuth raises NotImplementedError for "
-    'qop="auth-int" only; it escapes ChallengeAuth as a traceback (exit 1)',
-    M.DIGEST_BARE_PARAMETER: "est/auth.py: httpx DigestAuth raises ValueError on a challenge "
-    "parameter without '=' (stale); it escapes ChallengeAuth as a traceback (exit 1)",
-    M.BODY_UNSUPPORTED_EXTRA: "x509/trust.py split_issued: cert.public_key() raises "
-    "UnsupportedAlgorithm for an extra certificate with an unknown key algorithm in the "
-    "answer; it escapes as a traceback (exit 1)",
-    M.BODY_TRAILING_JUNK: "est/codec.py decode_certs_only: cryptography's BER fallback "
-    "accepts junk after the SignedData (a warning, logged only), so the answer is accepted",
-    M.RETRY_AFTER_ABSURD: "provision/journal.py PendingEnrollment.with_retry_after: now + "
-    "timedelta(seconds=10**13) raises OverflowError (the parse caps nothing, the journal "
-    "cannot hold it); it escapes as a traceback (exit 1) and the key is deleted",
-    M.CSRATTRS_BAD_COUNTRY: "x509/template.py _template_subject: x509.NameAttribute raises "
-    "ValueError for a 3-letter countryName from the server; it escapes as a traceback (exit 1)",
-    M.CSRATTRS_DUPLICATE_ATTRIBUTE: "x509/template.py _template_subject: "
-    "x509.RelativeDistinguishedName raises ValueError for duplicate attributes from the "
-    "server; it escapes as a traceback (exit 1)",
-    M.CSRATTRS_LONG_COMMON_NAME: "x509/template.py _template_subject: x509.NameAttribute "
-    "raises ValueError for a 100-character commonName from the server; it escapes as a "
-    "traceback (exit 1)",
-}
+XFAIL: dict[Misbehaviour, str] = {}
 
 
 #: the misbehaviours that stall: each costs a whole --timeout, so they run side by side

@@ -10,11 +10,13 @@ provisional (unverified) connection.
 from __future__ import annotations
 
 import base64
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 
+from est_hw.errors import AuthenticationError, ProtocolError
 from est_hw.keys.base import Secret
 
 
@@ -52,7 +54,9 @@ class ChallengeAuth(httpx.Auth):
             return
         if "digest" in schemes:
             try:
-                response = yield digest_flow.send(response)
+                with _digest_errors():
+                    retry = digest_flow.send(response)
+                response = yield retry
                 digest_flow.send(response)
             except StopIteration:
                 pass
@@ -61,6 +65,29 @@ class ChallengeAuth(httpx.Auth):
             self._basic_header = _basic_header(self._credentials)
             request.headers["Authorization"] = self._basic_header
             yield request
+
+
+@contextmanager
+def _digest_errors() -> Iterator[None]:
+    """httpx's DigestAuth answers challenges it cannot meet with KeyError (an algorithm it
+    lacks), NotImplementedError (qop="auth-int" only) or ValueError (a malformed
+    challenge, RFC 7616 section 3.3); turn them into est-hw errors."""
+    try:
+        yield
+    except KeyError as exc:
+        raise AuthenticationError(
+            f"the server's Digest challenge asks for algorithm {exc}, which est-hw cannot "
+            "answer (HTTP 401)",
+            status=401,
+        ) from None
+    except NotImplementedError:
+        raise AuthenticationError(
+            "the server's Digest challenge offers only qop=auth-int, which est-hw cannot "
+            "answer (HTTP 401)",
+            status=401,
+        ) from None
+    except ValueError as exc:
+        raise ProtocolError(f"malformed WWW-Authenticate Digest challenge: {exc}") from None
 
 
 def _challenged_schemes(response: httpx.Response) -> set[str]:

@@ -187,6 +187,23 @@ def _is_der_sequence(data: bytes) -> bool:
     return 2 + count + length == len(data)
 
 
+def _has_trailing_bytes(data: bytes) -> bool:
+    """A definite-length outer SEQUENCE that ends before ``data`` does (junk after it).
+
+    An indefinite length (BER, ``30 80``) is left to the parser: its end is not in the
+    header.
+    """
+    if len(data) < 2 or data[0] != 0x30 or data[1] == 0x80:
+        return False
+    first = data[1]
+    if first < 0x80:
+        return 2 + first < len(data)
+    count = first & 0x7F
+    if count > 8 or len(data) < 2 + count:
+        return False
+    return 2 + count + int.from_bytes(data[2 : 2 + count], "big") < len(data)
+
+
 # --- certs-only PKCS#7 -------------------------------------------------------------------
 
 
@@ -201,6 +218,8 @@ def decode_certs_only(body: bytes, *, what: str) -> list[x509.Certificate]:
     :raises ProtocolError: not base64, not a PKCS#7 SignedData, or no certificate in it.
     """
     der = decode_base64_body(body, what=what)
+    if _has_trailing_bytes(der):
+        raise ProtocolError(f"{what} has bytes after the PKCS#7 message")
     from cryptography.hazmat.primitives.serialization import pkcs7
 
     try:

@@ -45,8 +45,12 @@ class PendingEnrollment:
         return replace(self, csr=csr)
 
     def with_retry_after(self, seconds: int) -> PendingEnrollment:
+        """Record when to retry; a wait past the year 9999 is recorded as that end."""
         now = datetime.datetime.now(datetime.UTC)
-        return replace(self, retry_at=(now + datetime.timedelta(seconds=seconds)).isoformat())
+        latest = datetime.datetime.max.replace(tzinfo=datetime.UTC)
+        room = (latest - now).total_seconds()
+        retry_at = latest if seconds >= room else now + datetime.timedelta(seconds=seconds)
+        return replace(self, retry_at=retry_at.isoformat())
 
     def to_bytes(self) -> bytes:
         fields = asdict(self)

@@ -15,7 +15,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from est_hw.errors import UsageError
+from est_hw.errors import ProtocolError, UsageError
 from est_hw.est.csrattrs import CsrAttributes, NameAttributeTemplate
 from est_hw.keys.base import KeyType
 from est_hw.x509.csr import CsrContent
@@ -125,7 +125,7 @@ def _template_subject(
                 if text is None:
                     notes.append(f"template subject value of {item.oid} is not a string; skipped")
                     continue
-                attrs.append(x509.NameAttribute(oid, text))
+                attrs.append(_name_attribute(oid, text))
                 continue
             mine = given.get_attributes_for_oid(oid)
             if not mine:
@@ -136,7 +136,10 @@ def _template_subject(
             attrs.append(mine[0])
             used.add(item.oid)
         if attrs:
-            rdns.append(x509.RelativeDistinguishedName(attrs))
+            try:
+                rdns.append(x509.RelativeDistinguishedName(attrs))
+            except ValueError as exc:
+                raise ProtocolError(f"the /csrattrs template has an invalid RDN: {exc}") from None
     extra = [a for a in given if a.oid.dotted_string not in used]
     if extra:
         names = ", ".join(_name_of(a.oid) for a in extra)
@@ -151,6 +154,17 @@ _SHORT_NAMES = {
     NameOID.COUNTRY_NAME: "C",
     NameOID.SERIAL_NUMBER: "serialNumber",
 }
+
+
+def _name_attribute(oid: x509.ObjectIdentifier, text: str) -> x509.NameAttribute[Any]:
+    """A subject attribute the server's template fixes, checked as cryptography checks it
+    (e.g. countryName of two letters, commonName of at most 64 characters)."""
+    try:
+        return x509.NameAttribute(oid, text)
+    except ValueError as exc:
+        raise ProtocolError(
+            f"the /csrattrs template asks for an invalid {_name_of(oid)}: {exc}"
+        ) from None
 
 
 def _name_of(oid: x509.ObjectIdentifier) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import (
     ExtensionPolicy,
@@ -97,7 +98,7 @@ def split_issued(
     :raises CertificateMismatchError: when no certificate carries the token's key.
     :raises ProtocolError: when several do.
     """
-    leaves = [cert for cert in certs if cert.public_key() == public_key]
+    leaves = [cert for cert in certs if _public_key_or_none(cert) == public_key]
     if not leaves:
         raise CertificateMismatchError(
             "the server returned no certificate for the token key "
@@ -106,6 +107,15 @@ def split_issued(
     if len(leaves) > 1:
         raise ProtocolError(f"the server returned {len(leaves)} certificates for the token key")
     return leaves[0], [cert for cert in certs if cert is not leaves[0]]
+
+
+def _public_key_or_none(cert: x509.Certificate) -> object:
+    """The certificate's key, or None for an algorithm cryptography does not support (an
+    extra certificate in an answer may have one; it is then simply not the token's)."""
+    try:
+        return cert.public_key()
+    except UnsupportedAlgorithm:
+        return None
 
 
 def verify_issued(
