@@ -169,3 +169,19 @@ def test_tpm_unreachable_is_a_token_error(tpm_cli: Cli, tmp_path: Path) -> None:
     result = tpm_cli("show", *_tpm(tmp_path), "--tcti", "swtpm:port=1", "--json")
     assert result.code == 4, result.stderr
     assert result.stderr.startswith("est-hw: error: ")
+
+
+def test_serverkeygen_imports_the_key_into_the_tpm(
+    tpm_cli: Cli, swtpm: Swtpm, est_server: StartServer, tmp_path: Path
+) -> None:
+    server, ca_file = est_server()
+    out = tmp_path / "msk.pem"
+    result = tpm_cli("serverkeygen", "--server", server.url, "--ca-file", str(ca_file),
+                     *_tpm(tmp_path), "--subject", "CN=tpm-msk", "--out", str(out),
+                     "--json")  # fmt: skip
+    assert result.code == 0, result.stderr
+    handle = int(result.json()["key_id"], 16)
+    assert swtpm.handles("persistent") == [handle]
+    assert swtpm.handles("transient") == []
+    cert = x509.load_pem_x509_certificates(out.read_bytes())[0]
+    assert cert.public_key() == load_pem_public_key(_public_pem(swtpm, handle, tmp_path))

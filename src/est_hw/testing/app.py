@@ -21,6 +21,7 @@ from est_hw.testing.auth import Authenticator
 from est_hw.testing.ca import TestCa
 from est_hw.testing.config import Quirk, Response, ServerConfig
 from est_hw.testing.hostile import HostileAnswers
+from est_hw.testing.keygen import fullcmc_response, serverkeygen_response
 from est_hw.testing.wire import (
     BodyError,
     decode_base64_body,
@@ -39,6 +40,8 @@ OPERATIONS = {
     "csrattrs": "GET",
     "simpleenroll": "POST",
     "simplereenroll": "POST",
+    "serverkeygen": "POST",
+    "fullcmc": "POST",
 }
 PKCS7_CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
 
@@ -183,6 +186,16 @@ class EstApp:
                 response = self._base64(pkcs7_certs_only(self.ca.chain), "application/pkcs7-mime")
             elif op == "csrattrs":
                 response = self._csrattrs()
+            elif op == "serverkeygen":
+                response = serverkeygen_response(
+                    self.ca,
+                    self._read_csr(request),
+                    days=self.config.cert_days,
+                    rsa_key=self.config.serverkeygen_rsa,
+                    pkcs1=self.config.serverkeygen_pkcs1,
+                )
+            elif op == "fullcmc":
+                response = self._fullcmc(request)
             else:
                 response = self._enroll(request, op)
         except _Refusal as refusal:
@@ -216,6 +229,16 @@ class EstApp:
         return self._base64(self.config.csrattrs, "application/csrattrs")
 
     # --- /simpleenroll and /simplereenroll (section 4.2) ------------------------------
+
+    def _fullcmc(self, request: Request) -> Response:
+        """Section 4.3: a Full PKI Request in, a Simple PKI Response out (testing/keygen)."""
+        content_type = request.headers.get("content-type", "").replace(" ", "").lower()
+        if content_type != "application/pkcs7-mime;smime-type=cmc-request":
+            raise _refuse(415, "Content-Type must be application/pkcs7-mime; CMC-request")
+        try:
+            return fullcmc_response(self.ca, request.body, days=self.config.cert_days)
+        except BodyError as exc:
+            raise _refuse(400, str(exc)) from None
 
     def _read_csr(self, request: Request) -> x509.CertificateSigningRequest:
         content_type = media_type(request.headers.get("content-type"))

@@ -116,6 +116,9 @@ class ServerConfig:
     :param cert_days: validity of issued certificates.
     :param quirks: deliberate deviations, see :class:`Quirk`.
     :param response_hook: called with every response before it is sent (tests only).
+    :param serverkeygen_rsa: /serverkeygen makes RSA-2048 keys instead of EC P-256.
+    :param serverkeygen_pkcs1: /serverkeygen answers a PKCS#1 RSA key labelled as pkcs8,
+        as one real server does (section 4.4.2; implies RSA).
     :param misbehaviour: one hostile behaviour, see :class:`Misbehaviour` (tests only).
     :param misbehave_on: the operations an http, status, body or redirect misbehaviour
         hits; tcp and tls misbehaviours hit every connection.
@@ -144,6 +147,8 @@ class ServerConfig:
     quirks: frozenset[Quirk] = frozenset()
     response_hook: ResponseHook | None = None
     max_body: int = 64 * 1024
+    serverkeygen_rsa: bool = False
+    serverkeygen_pkcs1: bool = False
     misbehaviour: Misbehaviour | None = None
     misbehave_on: frozenset[str] = frozenset({"simpleenroll"})
     redirect_to: str | None = None

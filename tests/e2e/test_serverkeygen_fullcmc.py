@@ -1,0 +1,118 @@
+"""/serverkeygen into the token and /fullcmc as a pass-through (RFC 7030 4.4, 4.3)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs7
+
+from est_hw.testing.keygen import build_full_pki_request
+from tests.conftest import SoftHsmToken
+from tests.e2e.conftest import Cli, CliResult, StartServer
+from tests.pkcs11_tool import list_objects, public_key_matches, read_object
+
+
+def _keygen(
+    cli: Cli, url: str, ca: Path, token: SoftHsmToken, *extra: str, **env: str
+) -> CliResult:
+    return cli("serverkeygen", "--server", url, "--ca-file", str(ca), "--token", token.label,
+               "--subject", "CN=made-by-server", "--san", "dns:msk.example", "--json", *extra,
+               env=env)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "key_type"),
+    [({}, "ec-p256"), ({"serverkeygen_rsa": True}, "rsa-2048"),
+     ({"serverkeygen_pkcs1": True}, "rsa-2048")],
+    ids=["ec-pkcs8", "rsa-pkcs8", "rsa-pkcs1-labelled-pkcs8"],
+)  # fmt: skip
+def test_server_generated_key_lands_in_the_token_non_extractable(
+    cli: Cli,
+    softhsm_token: SoftHsmToken,
+    est_server: StartServer,
+    config: dict[str, bool],
+    key_type: str,
+) -> None:
+    server, ca_file = est_server(**config)
+    result = _keygen(cli, server.url, ca_file, softhsm_token)
+    assert result.code == 0, result.stderr
+    out = result.json()
+    assert out["key_type"] == key_type
+    objects = list_objects(softhsm_token)
+    (private,) = [o for o in objects if o.kind.startswith("Private Key Object")]
+    assert private.id == out["key_id"]
+    assert "sensitive" in private.attrs["Access"].split(", ")
+    assert "extractable" not in private.attrs["Access"].replace("never extractable", "")
+    cert = x509.load_der_x509_certificate(read_object(softhsm_token, "cert", out["key_id"]))
+    assert public_key_matches(softhsm_token, out["key_id"], cert.public_key())
+    assert not [o for o in objects if o.kind.startswith("Data object")]
+
+
+def test_key_out_only_when_asked_mode_0600_never_overwritten(
+    cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer, tmp_path: Path
+) -> None:
+    server, ca_file = est_server()
+    key_out = tmp_path / "copy.key"
+    result = _keygen(cli, server.url, ca_file, softhsm_token, "--key-out", str(key_out))
+    assert result.code == 0, result.stderr
+    assert stat.S_IMODE(os.stat(key_out).st_mode) == 0o600
+    copy = load_pem_private_key(key_out.read_bytes(), password=None)
+    cert = x509.load_der_x509_certificate(
+        read_object(softhsm_token, "cert", result.json()["key_id"])
+    )
+    assert copy.public_key() == cert.public_key()
+    again = _keygen(cli, server.url, ca_file, softhsm_token, "--key-out", str(key_out),
+                    "--key-label", "second")  # fmt: skip
+    assert again.code == 2
+    assert "never overwrites" in again.stderr
+
+
+@pytest.mark.parametrize("point", ["before-send", "after-answer", "after-import"])
+def test_serverkeygen_killed_then_rerun(
+    cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer, point: str
+) -> None:
+    server, ca_file = est_server()
+    killed = _keygen(cli, server.url, ca_file, softhsm_token, EST_HW_CRASH_AT=point)
+    assert killed.code == -signal.SIGKILL
+    again = _keygen(cli, server.url, ca_file, softhsm_token)
+    assert again.code == 0, again.stderr
+    objects = list_objects(softhsm_token)
+    assert [o.id for o in objects if o.kind.startswith("Private Key Object")] == [
+        again.json()["key_id"]
+    ]
+    assert not [o for o in objects if o.kind.startswith("Data object")]
+
+
+def test_fullcmc_pass_through(cli: Cli, est_server: StartServer, tmp_path: Path) -> None:
+    server, ca_file = est_server()
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=cmc-1"))
+        .sign(key, hashes.SHA256())
+    )
+    request = tmp_path / "req.der"
+    request.write_bytes(build_full_pki_request(csr, key))
+    response = tmp_path / "resp.der"
+    result = cli("fullcmc", "--server", server.url, "--ca-file", str(ca_file),
+                 "--in", str(request), "--out", str(response), "--json")  # fmt: skip
+    assert result.code == 0, result.stderr
+    certs = pkcs7.load_der_pkcs7_certificates(response.read_bytes())
+    assert any(c.public_key() == key.public_key() for c in certs)
+    assert result.json()["response_bytes"] == len(response.read_bytes())
+    (post,) = [r for r in server.requests if r.path.endswith("/fullcmc")]
+    assert post.headers["content-type"] == "application/pkcs7-mime; smime-type=CMC-request"
+
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"\x01\x02 not a request")
+    bad = cli("fullcmc", "--server", server.url, "--ca-file", str(ca_file),
+              "--in", str(garbage), "--out", str(response), "--json")  # fmt: skip
+    assert bad.code == 2
+    assert bad.stderr.startswith("est-hw: error: ")
