@@ -7,11 +7,9 @@ import importlib.metadata
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,82 +80,12 @@ class TokenFactory:
 # --- swtpm ----------------------------------------------------------------------------
 
 
-@dataclass
-class Swtpm:
-    """A running swtpm (foreground, by PID) on ``port`` (and ``port + 1`` for control)."""
-
-    port: int
-    state: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def tcti(self) -> str:
-        return f"swtpm:port={self.port}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            subprocess.run(
-                ["swtpm_ioctl", "--tcp", f"127.0.0.1:{self.port + 1}", "-s"],
-                capture_output=True, check=False, timeout=10,
-            )  # fmt: skip
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()  # by PID: this Popen only
-                self.process.wait(timeout=5)
-
-
 def have_swtpm() -> bool:
     try:
         import tpm2_pytss  # noqa: F401
     except ImportError:
         return False
     return bool(shutil.which("swtpm") and shutil.which("swtpm_ioctl"))
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port >= 65535:
-            continue
-        with socket.socket() as second:
-            try:
-                second.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def start_swtpm(state: Path) -> Swtpm:
-    """swtpm with a fresh state dir on a free port pair (as tests/tpm/conftest.py)."""
-    state.mkdir(parents=True, exist_ok=True)
-    for _ in range(5):
-        port = _free_port_pair()
-        process = subprocess.Popen(
-            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
-             "--server", f"type=tcp,port={port},bindaddr=127.0.0.1",
-             "--ctrl", f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-             "--flags", "not-need-init,startup-clear"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and process.poll() is None:
-            if _listening(port) and _listening(port + 1):
-                return Swtpm(port, state, process)
-            time.sleep(0.01)
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-    raise RuntimeError("swtpm did not start")
 
 
 # --- the machine ----------------------------------------------------------------------

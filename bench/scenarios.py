@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.env import SOFTHSM_MODULE, Swtpm, TokenDir, TokenFactory, start_swtpm
+from bench.env import SOFTHSM_MODULE, TokenDir, TokenFactory
 from bench.minimal_client import ISSUE_ONLY, MinimalClient, Step
 from bench.procs import ChildRun, child_env, run_child
 from bench.stats import Summary, summarize, summarize_ms
+from est_hw.testing.swtpm import Swtpm, start_swtpm
 
 PHASES = ("token_open", "keygen", "csr_sign", "tls_handshake", "http", "verify", "store")
 #: The phases spent in the token (or TPM): opening it and logging in, generating the key,

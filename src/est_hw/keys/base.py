@@ -18,9 +18,10 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import NoReturn, Self
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -89,6 +90,38 @@ class KeyType(enum.Enum):
             return cls(name)
         except ValueError:
             raise UnsupportedKeyError(f"unsupported key type: {name}") from None
+
+
+class NonExportableKey:
+    """Mixin for key objects whose private half stays in hardware.
+
+    It precedes cryptography's private-key ABC in the class bases, so its methods count
+    as the ABC's: export raises, and copies are the same handle.  Subclasses set
+    :attr:`cannot_leave` (the one-line reason) and implement ``private_numbers`` with
+    :meth:`_refuse_export`.
+    """
+
+    cannot_leave = "the private key cannot leave the token"
+
+    def _refuse_export(self, *_args: object, **_kwargs: object) -> NoReturn:
+        from est_hw.errors import UnsupportedKeyError
+
+        raise UnsupportedKeyError(self.cannot_leave)
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        self._refuse_export()
+
+    def __copy__(self) -> Self:
+        """A hardware key is a handle: copies are the same key."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, Self
+from typing import Any
 
 import pkcs11
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,6 +37,7 @@ from est_hw.errors import (
     TokenNotFoundError,
     UnsupportedKeyError,
 )
+from est_hw.keys.base import NonExportableKey
 
 _CANNOT_LEAVE = "the private key cannot leave the token"
 
@@ -186,7 +187,7 @@ def _digest(data: bytes, algorithm: utils.Prehashed | hashes.HashAlgorithm) -> b
 # --- the key objects -----------------------------------------------------------------------
 
 
-class _Pkcs11KeyMixin:
+class _Pkcs11KeyMixin(NonExportableKey):
     """What both key classes share: the token object, its id and label, the session guard."""
 
     _p11: pkcs11.SignMixin
@@ -198,24 +199,6 @@ class _Pkcs11KeyMixin:
         metrics.count("token_signatures")
         with self._guard.call(f"signing with key '{self.label}'"):
             return self._p11.sign(data, mechanism=mechanism, mechanism_param=param)
-
-    def _refuse_export(self, *_args: object, **_kwargs: object) -> NoReturn:
-        raise UnsupportedKeyError(_CANNOT_LEAVE)
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        self._refuse_export()
-
-    def __copy__(self) -> Self:
-        """A token key is a handle: copies are the same key."""
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> Self:
-        return self
 
     def __repr__(self) -> str:
         return (

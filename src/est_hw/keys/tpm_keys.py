@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, Self
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -43,7 +43,7 @@ from tpm2_pytss.cryptography import tpm_ecc_private_key, tpm_rsa_private_key
 
 from est_hw import metrics
 from est_hw.errors import KeyNotFoundError, UnsupportedKeyError
-from est_hw.keys.base import KeyType, PublicKey
+from est_hw.keys.base import KeyType, NonExportableKey, PublicKey
 from est_hw.keys.tpm_context import TpmContext
 from est_hw.keys.tpm_tcti import format_handle
 
@@ -141,7 +141,9 @@ def _scheme_errors() -> Iterator[None]:
 # --- the key objects -----------------------------------------------------------------------
 
 
-class _TpmKeyMixin:
+class _TpmKeyMixin(NonExportableKey):
+    cannot_leave = _CANNOT_LEAVE
+
     """What both key classes share: the context, the key's place, its id and label."""
 
     _context: TpmContext
@@ -190,24 +192,6 @@ class _TpmKeyMixin:
                 yield
             finally:
                 self._handle = ESYS_TR.NONE
-
-    def _refuse_export(self, *_args: object, **_kwargs: object) -> NoReturn:
-        raise UnsupportedKeyError(_CANNOT_LEAVE)
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        self._refuse_export()
-
-    def __copy__(self) -> Self:
-        """A TPM key is a handle: copies are the same key."""
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> Self:
-        return self
 
     def __repr__(self) -> str:
         return (
