@@ -192,3 +192,20 @@ def test_software_key_dir_for_development(
     (key,) = shown["keys"]
     assert key["id"] == result.json()["key_id"]
     assert key["certificate"]["matches_key"] is True
+
+
+def test_if_missing_enrolls_once(
+    cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer
+) -> None:
+    server, ca_file = est_server()
+    args = [*_enroll_args(server.url, str(ca_file), softhsm_token), "--if-missing"]
+    first = cli(*args)
+    assert first.code == 0, first.stderr
+    assert first.json()["status"] == "issued"
+    second = cli(*args)
+    assert second.code == 0, second.stderr
+    assert second.json()["status"] == "skipped"
+    assert second.json()["serial_number"] == first.json()["serial_number"]
+    assert len([r for r in server.requests if r.path.endswith("/simpleenroll")]) == 1
+    private = [o for o in list_objects(softhsm_token) if o.kind.startswith("Private Key")]
+    assert len(private) == 1

@@ -144,6 +144,26 @@ def _wait_policy(kwargs: dict[str, Any]) -> WaitPolicy | None:
     return WaitPolicy(max_wait=max_wait.total_seconds(), progress=progress)
 
 
+def _report_existing(token_args: TokenArgs, label: str, as_json: bool) -> bool:
+    """--if-missing: report and return True when ``label`` is enrolled already."""
+    from est_hw.cli.render import certificate_summary, emit_json, emit_lines
+    from est_hw.provision.batch import existing_enrollment
+
+    with token_args.open() as backend:
+        certificate = existing_enrollment(backend, label)
+        token = backend.name
+    if certificate is None:
+        return False
+    summary = certificate_summary(certificate)
+    fields = {"status": "skipped", "key_label": label, "token": token,
+              **{k: summary[k] for k in ("subject", "serial_number", "not_after")}}  # fmt: skip
+    if as_json:
+        emit_json(fields)
+    else:
+        emit_lines([f"{name}: {value}" for name, value in fields.items()])
+    return True
+
+
 def _csr_content(subject_text: str | None, san_texts: tuple[str, ...]) -> CsrContent:
     """--subject / --san as CSR content (at least one is needed)."""
     from cryptography import x509
@@ -210,6 +230,12 @@ def _named_key(backend: KeyBackend, token_args: TokenArgs, label: str | None) ->
     help="Key to generate inside the token (default: what /csrattrs asks for, else ec-p256).",
 )
 @click.option("--no-csrattrs", is_flag=True, help="Do not ask /csrattrs (RFC 7030 4.5).")
+@click.option(
+    "--if-missing",
+    is_flag=True,
+    help="Do nothing (status skipped, exit 0) when the token already holds this key label "
+    "with a valid certificate: for first-boot units.",
+)
 @click.option("--key-label", help="Label of the new key and certificate (default: the CN).")
 @click.option("--subject", help="Subject as an RFC 4514 string, e.g. CN=dev-1,O=Example.")
 @click.option(
@@ -243,8 +269,11 @@ def enroll(**kwargs: Any) -> None:
     binding = ChannelBinding(kwargs.pop("channel_binding"))
     wait = _wait_policy(kwargs)
     tls_key_text: str | None = kwargs.pop("tls_key_uri")
+    if_missing: bool = kwargs.pop("if_missing")
     token_args = take(TokenArgs, kwargs)
     label = _key_label(kwargs.pop("key_label"), token_args, content)
+    if if_missing and _report_existing(token_args, label, as_json):
+        return
     server = take(ServerArgs, kwargs).connect()
     request = EnrollRequest(
         KeyType(key_type_text or "ec-p256"),

@@ -244,9 +244,10 @@ class TokenArgs:
 def default_tpm_state_dir(tcti: str) -> Path:
     """/var/lib/est-hw/tpm/<tcti> as root, else $XDG_STATE_HOME/est-hw/tpm/<tcti>."""
     import os
-    import re
 
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", tcti).strip("_") or "tpm"
+    from est_hw.keys.tpm_tcti import state_dir_name
+
+    name = state_dir_name(tcti)
     if os.geteuid() == 0:
         return Path("/var/lib/est-hw/tpm") / name
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")

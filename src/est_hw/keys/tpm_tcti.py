@@ -213,3 +213,11 @@ class TpmSelector:
             f"handle={hexed(self.handle)}, key_file={self.key_file!r}, "
             f"nv_index={hexed(self.nv_index)})"
         )
+
+
+def state_dir_name(tcti: str) -> str:
+    """The directory name of one TPM's state under a base dir (``swtpm:port=2321`` ->
+    ``swtpm_port_2321``), the same for ``est-hw --tpm`` and ``est-hw provision``."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", tcti).strip("_") or "tpm"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import re
 import threading
 from collections.abc import Generator, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -35,6 +34,7 @@ from est_hw.errors import EnrollmentPendingError, EstHwError, TokenError, UsageE
 from est_hw.est.client import EstClient
 from est_hw.keys.base import KeyBackend, KeyType, Secret
 from est_hw.keys.pkcs11_tokens import TokenInfo, list_tokens
+from est_hw.keys.tpm_tcti import state_dir_name
 from est_hw.provision.enroll import EnrollRequest, enroll
 from est_hw.provision.identity import stored_certificate
 from est_hw.provision.journal import Journal
@@ -301,7 +301,15 @@ def _enroll_device(
 def _already_provisioned(
     backend: KeyBackend, key_label: str
 ) -> tuple[str, datetime.datetime] | None:
-    """(serial, not_after) when the token holds the key with a valid certificate.
+    """(serial, not_after) of :func:`existing_enrollment`, or None."""
+    certificate = existing_enrollment(backend, key_label)
+    if certificate is None:
+        return None
+    return format(certificate.serial_number, "x"), certificate.not_valid_after_utc
+
+
+def existing_enrollment(backend: KeyBackend, key_label: str) -> x509.Certificate | None:
+    """The valid certificate of key ``key_label`` when the token already holds both.
 
     None when there is nothing yet, or an unfinished enrollment to resume (the journal).
 
@@ -329,7 +337,7 @@ def _already_provisioned(
         raise TokenError(f"the certificate of key {key_label!r} on {backend.name} expired on "
                          f"{certificate.not_valid_after_utc.isoformat()}: renew it with "
                          "est-hw reenroll")  # fmt: skip
-    return format(certificate.serial_number, "x"), certificate.not_valid_after_utc
+    return certificate
 
 
 @contextlib.contextmanager
@@ -377,7 +385,7 @@ def _open(device: Device, secrets: DeviceSecrets) -> KeyBackend:
 def tpm_state_dir(base: Path, tcti: str) -> Path:
     """The state directory of one TPM: ``base/<tcti>``, named as ``est-hw --tpm`` names
     its default (``/var/lib/est-hw/tpm/<tcti>``), so later renewals find the keys."""
-    return base / (re.sub(r"[^A-Za-z0-9._-]+", "_", tcti).strip("_") or "tpm")
+    return base / state_dir_name(tcti)
 
 
 # --- connection reuse -------------------------------------------------------------------------
