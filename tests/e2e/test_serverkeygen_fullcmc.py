@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import stat
@@ -13,8 +14,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs7
 
-from est_hw.testing.keygen import build_full_pki_request
+from est_hw.testing.config import Response
+from est_hw.testing.keygen import build_full_pki_request, decrypt_key_id
 from tests.conftest import SoftHsmToken
+from tests.decrypt_key import DECRYPT_KEY_ID, make_decrypt_key
 from tests.e2e.conftest import Cli, CliResult, StartServer
 from tests.pkcs11_tool import list_objects, public_key_matches, read_object
 
@@ -116,3 +119,43 @@ def test_fullcmc_pass_through(cli: Cli, est_server: StartServer, tmp_path: Path)
               "--in", str(garbage), "--out", str(response), "--json")  # fmt: skip
     assert bad.code == 2
     assert bad.stderr.startswith("est-hw: error: ")
+
+
+def test_cms_encrypted_key_is_decrypted_by_the_token_key(
+    cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer
+) -> None:
+    recipient = make_decrypt_key(softhsm_token, label="decrypt")
+    key_parts: list[bytes] = []
+
+    def spy(op: str, response: Response) -> Response:
+        if op == "serverkeygen":
+            key_parts.append(response.body)
+        return response
+
+    server, ca_file = est_server(serverkeygen_recipient=recipient, response_hook=spy)
+    result = _keygen(cli, server.url, ca_file, softhsm_token,
+                     "--decrypt-key-uri", "pkcs11:object=decrypt")  # fmt: skip
+    assert result.code == 0, result.stderr
+    (post,) = [r for r in server.requests if r.path.endswith("/serverkeygen")]
+    csr = x509.load_der_x509_csr(base64.b64decode(post.body))
+    assert decrypt_key_id(csr) == DECRYPT_KEY_ID
+    assert len(key_parts) == 1
+    assert b"smime-type=server-generated-key" in key_parts[0]
+    out = result.json()
+    objects = list_objects(softhsm_token)
+    privates = [o for o in objects if o.kind.startswith("Private Key Object")]
+    assert sorted(o.id for o in privates) == sorted([out["key_id"], DECRYPT_KEY_ID.hex()])
+    (private,) = [o for o in privates if o.id == out["key_id"]]
+    assert "sensitive" in private.attrs["Access"].split(", ")
+    cert = x509.load_der_x509_certificate(read_object(softhsm_token, "cert", out["key_id"]))
+    assert public_key_matches(softhsm_token, out["key_id"], cert.public_key())
+
+
+def test_encrypted_key_needs_an_rsa_decryption_key(
+    cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer
+) -> None:
+    server, ca_file = est_server()
+    result = _keygen(cli, server.url, ca_file, softhsm_token,
+                     "--decrypt-key-uri", "pkcs11:object=nothing-here")  # fmt: skip
+    assert result.code != 0
+    assert "nothing-here" in result.stderr

@@ -6,15 +6,15 @@ import base64
 import contextlib
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from est_hw.errors import EstHwError, ProtocolError
 from est_hw.est.codec import encode_base64_body, encode_certs_only
 from est_hw.est.multipart import parse_multipart
-from est_hw.est.serverkeygen import decode_serverkeygen
+from est_hw.est.serverkeygen import decode_serverkeygen, decrypt_server_generated_key
 from tests.pki import make_ca, make_leaf
 
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -107,3 +107,80 @@ def test_part_base64_layouts_are_tolerated() -> None:
     body = b"--b\nContent-Type: application/pkcs8\n\n" + unwrapped + b"\n--b--\n"
     (part,) = parse_multipart(body, "multipart/mixed;boundary=b", what="t")
     assert part.content == der
+
+
+# --- CMS-encrypted keys (section 4.4.2): EnvelopedData(SignedData(OneAsymmetricKey)) ------
+
+DECRYPT_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _encrypted_answer(*, rsa_key: bool = False) -> tuple[bytes, str]:
+    from cryptography import x509
+
+    from est_hw.testing.ca import TestCa
+    from est_hw.testing.keygen import serverkeygen_response
+
+    test_ca = TestCa.create()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=enc"))
+        .sign(EC_KEY, hashes.SHA256())
+    )
+    response = serverkeygen_response(
+        test_ca, csr, days=1, rsa_key=rsa_key, pkcs1=False, encrypt_to=DECRYPT_KEY.public_key()
+    )
+    return response.body, dict(response.headers)["Content-Type"]
+
+
+@pytest.mark.parametrize("rsa_key", [False, True], ids=["ec", "rsa"])
+def test_encrypted_key_is_decrypted_with_the_decryption_key(rsa_key: bool) -> None:
+    body, content_type = _encrypted_answer(rsa_key=rsa_key)
+    assert b"server-generated-key" in body
+    answer = decode_serverkeygen(body, content_type, what="t", decrypt_key=DECRYPT_KEY)
+    (cert,) = answer.certificates
+    assert cert.public_key() == answer.private_key.public_key()
+
+
+def test_encrypted_key_without_a_decryption_key_is_refused() -> None:
+    body, content_type = _encrypted_answer()
+    with pytest.raises(ProtocolError, match="CMS-encrypted"):
+        decode_serverkeygen(body, content_type, what="t")
+
+
+def test_encrypted_key_to_another_key_does_not_decrypt() -> None:
+    body, content_type = _encrypted_answer()
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(ProtocolError):
+        decode_serverkeygen(body, content_type, what="t", decrypt_key=other)
+
+
+@pytest.mark.parametrize(
+    "der", [b"0\x00", b"\x30\x03\x06\x01\x00", _pkcs8(EC_KEY)], ids=["empty", "oid", "pkcs8"]
+)
+def test_garbage_encrypted_key_is_a_protocol_error(der: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decrypt_server_generated_key(der, DECRYPT_KEY, what="t")
+
+
+def test_oaep_key_transport_is_understood() -> None:
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1_modules import rfc4055, rfc5280
+
+    from est_hw.est.serverkeygen import _key_transport_padding
+
+    params = rfc4055.RSAES_OAEP_params()
+    params["hashFunc"]["algorithm"] = rfc4055.id_sha256
+    mgf = params["maskGenFunc"]
+    mgf["algorithm"] = rfc4055.id_mgf1
+    inner = rfc5280.AlgorithmIdentifier()
+    inner["algorithm"] = rfc4055.id_sha256
+    mgf["parameters"] = encoder.encode(inner)
+    algorithm = rfc5280.AlgorithmIdentifier()
+    algorithm["algorithm"] = rfc4055.id_RSAES_OAEP
+    algorithm["parameters"] = encoder.encode(params)
+    algorithm, _ = decoder.decode(encoder.encode(algorithm), asn1Spec=rfc5280.AlgorithmIdentifier())
+    pad = _key_transport_padding(algorithm, what="t")
+    assert isinstance(pad, padding.OAEP)
+    assert isinstance(pad._algorithm, hashes.SHA256)
+    ciphertext = DECRYPT_KEY.public_key().encrypt(b"k" * 16, pad)
+    assert DECRYPT_KEY.decrypt(ciphertext, pad) == b"k" * 16

@@ -203,6 +203,18 @@ def _tls_identity(backend: KeyBackend, tls_key_text: str | None) -> ClientIdenti
     return client_identity(backend, backend.find_key(key_id=uri.id, label=uri.object))
 
 
+def _decrypt_key(backend: KeyBackend, uri_text: str | None) -> TokenKey | None:
+    """The decryption key --decrypt-key-uri names on the token."""
+    if uri_text is None:
+        return None
+    from est_hw.keys.uri import parse_pkcs11_uri
+
+    uri = parse_pkcs11_uri(uri_text)
+    if not (uri.id or uri.object):
+        raise UsageError("--decrypt-key-uri must name a key: object=LABEL or id=...")
+    return backend.find_key(key_id=uri.id, label=uri.object)
+
+
 def _named_key(backend: KeyBackend, token_args: TokenArgs, label: str | None) -> TokenKey:
     """The enrolled key named by --handle/--key-file (TPM), --key-label or --key-uri, else
     the only one."""
@@ -431,6 +443,12 @@ def renew(**kwargs: Any) -> None:
     help="Also write the server-generated key here (PKCS#8 PEM, mode 0600). Only "
     "when a copy outside the token is really needed.",
 )
+@click.option(
+    "--decrypt-key-uri",
+    metavar="URI",
+    help="Ask for the key CMS-encrypted to this RSA key on the token (it needs "
+    "CKA_DECRYPT), e.g. 'pkcs11:object=LABEL' (RFC 7030 4.4.1.2).",
+)
 @out_option
 @timed
 def serverkeygen(**kwargs: Any) -> None:
@@ -444,6 +462,7 @@ def serverkeygen(**kwargs: Any) -> None:
     key_out: Path | None = kwargs.pop("key_out")
     content = _csr_content(kwargs.pop("subject"), kwargs.pop("san"))
     tls_key_text: str | None = kwargs.pop("tls_key_uri")
+    decrypt_key_text: str | None = kwargs.pop("decrypt_key_uri")
     token_args = take(TokenArgs, kwargs)
     label = _key_label(kwargs.pop("key_label"), token_args, content)
     server = take(ServerArgs, kwargs).connect()
@@ -451,8 +470,14 @@ def serverkeygen(**kwargs: Any) -> None:
     request = EnrollRequest(KeyType.EC_P256, label, content, key_type_explicit=False)
     with token_args.open() as backend:
         identity = _tls_identity(backend, tls_key_text)
+        decrypt_key = _decrypt_key(backend, decrypt_key_text)
         result = serverkeygen_into_token(
-            backend, server, request, tls_identity=identity, key_out=key_out
+            backend,
+            server,
+            request,
+            tls_identity=identity,
+            key_out=key_out,
+            decrypt_key=decrypt_key,
         )
     _render(result, "issued", as_json, out)
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from est_hw import metrics
 from est_hw.errors import (
@@ -194,15 +195,27 @@ class EstClient:
 
     # --- RFC 7030 section 4.4: server-side key generation -----------------------------------
 
-    def serverkeygen(self, csr: x509.CertificateSigningRequest) -> ServerGeneratedKey:
-        """POST /serverkeygen (section 4.4.1); the key and certificate (section 4.4.2)."""
+    def serverkeygen(
+        self,
+        csr: x509.CertificateSigningRequest,
+        *,
+        decrypt_key: rsa.RSAPrivateKey | None = None,
+    ) -> ServerGeneratedKey:
+        """POST /serverkeygen (section 4.4.1); the key and certificate (section 4.4.2).
+
+        :param decrypt_key: the key the CSR's AsymmetricDecryptKeyIdentifier names; it
+            decrypts a CMS-encrypted key part.
+        """
         what = "the /serverkeygen response"
         response = self._post_base64(
             "serverkeygen", csr.public_bytes(serialization.Encoding.DER), messages.PKCS10_TYPE
         )
         self._expect_ok(response, what)
         return decode_serverkeygen(
-            response.content, response.headers.get("content-type"), what=what
+            response.content,
+            response.headers.get("content-type"),
+            what=what,
+            decrypt_key=decrypt_key,
         )
 
     # --- RFC 7030 section 4.3: full CMC -------------------------------------------------------

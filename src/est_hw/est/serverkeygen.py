@@ -3,8 +3,9 @@
 Two parts in either order: the private key and the certificate.  The key comes as PKCS#8
 (``application/pkcs8``, RFC 5958); a PKCS#1 RSAPrivateKey labelled as pkcs8 (one real
 server does that) is accepted too.  A CMS-encrypted key (``application/pkcs7-mime;
-smime-type=server-generated-key``, section 4.4.2) is recognised and refused clearly: it
-would need key transport to a decryption key, which est-hw does not request.
+smime-type=server-generated-key``, section 4.4.2) is decrypted when the caller gives the
+RSA decryption key it named in the CSR (:func:`decrypt_server_generated_key`), and
+refused clearly otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from est_hw.errors import ProtocolError
@@ -22,6 +27,22 @@ from est_hw.keys.base import PrivateKey
 
 _PKCS8 = "application/pkcs8"
 _PKCS7 = "application/pkcs7-mime"
+
+_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+_SIGNED_DATA = "1.2.840.113549.1.7.2"
+_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
+_RSAES_OAEP = "1.2.840.113549.1.1.7"
+_AES_CBC = {
+    "2.16.840.1.101.3.4.1.2": 16,  # aes128-CBC (RFC 3565)
+    "2.16.840.1.101.3.4.1.22": 24,  # aes192-CBC
+    "2.16.840.1.101.3.4.1.42": 32,  # aes256-CBC
+}
+_OAEP_HASHES: dict[str, type[hashes.SHA1 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
+    "1.3.14.3.2.26": hashes.SHA1,
+    "2.16.840.1.101.3.4.2.1": hashes.SHA256,
+    "2.16.840.1.101.3.4.2.2": hashes.SHA384,
+    "2.16.840.1.101.3.4.2.3": hashes.SHA512,
+}
 
 
 @dataclass(frozen=True)
@@ -35,11 +56,19 @@ class ServerGeneratedKey:
         return f"ServerGeneratedKey(<{type(self.private_key).__name__}>, {self.certificates!r})"
 
 
-def decode_serverkeygen(body: bytes, content_type: str | None, *, what: str) -> ServerGeneratedKey:
+def decode_serverkeygen(
+    body: bytes,
+    content_type: str | None,
+    *,
+    what: str,
+    decrypt_key: rsa.RSAPrivateKey | None = None,
+) -> ServerGeneratedKey:
     """Decode a /serverkeygen 200 answer.
 
+    :param decrypt_key: the RSA key the CSR named in its AsymmetricDecryptKeyIdentifier;
+        an encrypted key part is decrypted with it (and refused without it).
     :raises ProtocolError: not two parts of the right types, a key that does not parse, an
-        encrypted key, or no certificate.
+        encrypted key without ``decrypt_key``, or no certificate.
     """
     parts = parse_multipart(body, content_type, what=what)
     key_parts = [p for p in parts if _is_key(p)]
@@ -49,14 +78,135 @@ def decode_serverkeygen(body: bytes, content_type: str | None, *, what: str) -> 
         raise ProtocolError(f"{what}: expected a key part and a certificate part, got {kinds}")
     (key_part,) = key_parts
     if key_part.media_type == _PKCS7:
-        raise ProtocolError(
-            f"{what}: the key is CMS-encrypted (server-generated-key); est-hw asks for and "
-            "accepts only the unencrypted PKCS#8 form over the TLS connection"
-        )
+        if decrypt_key is None:
+            raise ProtocolError(
+                f"{what}: the key is CMS-encrypted (server-generated-key) but no decryption "
+                "key was named; use --decrypt-key-uri, or accept the plain PKCS#8 form"
+            )
+        private_key = decrypt_server_generated_key(key_part.content, decrypt_key, what=what)
+    else:
+        private_key = _load_key(key_part.content, what=what)
     return ServerGeneratedKey(
-        _load_key(key_part.content, what=what),
+        private_key,
         decode_certs_only(cert_parts[0].content, what=f"{what} certificate part"),
     )
+
+
+def decrypt_server_generated_key(
+    der: bytes, decrypt_key: rsa.RSAPrivateKey, *, what: str
+) -> PrivateKey:
+    """The private key inside an encrypted key part (RFC 7030 section 4.4.2).
+
+    ContentInfo(EnvelopedData) (RFC 5652 section 6) with a KeyTransRecipientInfo for an
+    RSA key (RSAES-PKCS1-v1_5 or RSAES-OAEP, RFC 8017) and AES-CBC content encryption
+    (RFC 3565); the content is a SignedData (RFC 5652 section 5) whose eContent is the
+    OneAsymmetricKey (RFC 5958), i.e. PKCS#8.  The content-encryption key is recovered by
+    ``decrypt_key`` (inside the token for a token key).  Any eContentType is accepted
+    (id-ct-KP-aKeyPackage per RFC 6031, or id-data as some CMS libraries write it).
+
+    The SignedData's signature is **not** verified: the key is accepted because it came
+    over the server-authenticated TLS connection, was encrypted to our key, and must match
+    the certificate that is then checked against the trust anchors.
+
+    :raises ProtocolError: the structure does not parse, no key-transport recipient, an
+        unsupported algorithm, or decryption fails.
+    """
+    from pyasn1.codec.der import decoder
+    from pyasn1.error import PyAsn1Error
+    from pyasn1_modules import rfc5652
+
+    cek = bytearray()
+    plain = bytearray()
+    try:
+        try:
+            info, rest = decoder.decode(der, asn1Spec=rfc5652.ContentInfo())
+            if rest or str(info["contentType"]) != _ENVELOPED_DATA:
+                raise ProtocolError(f"{what}: the encrypted key part is not CMS EnvelopedData")
+            enveloped, _ = decoder.decode(info["content"], asn1Spec=rfc5652.EnvelopedData())
+            ktris = [ri["ktri"] for ri in enveloped["recipientInfos"] if ri.getName() == "ktri"]
+            encrypted = enveloped["encryptedContentInfo"]
+            cipher_oid = str(encrypted["contentEncryptionAlgorithm"]["algorithm"])
+            iv_der = encrypted["contentEncryptionAlgorithm"]["parameters"]
+            ciphertext = bytes(encrypted["encryptedContent"])
+            iv = bytes(decoder.decode(bytes(iv_der))[0]) if iv_der.isValue else b""
+        except PyAsn1Error as exc:
+            raise ProtocolError(f"{what}: the encrypted key part does not parse: {exc}") from None
+        if not ktris:
+            raise ProtocolError(f"{what}: the encrypted key has no key-transport recipient")
+        if cipher_oid not in _AES_CBC or len(iv) != 16:
+            raise ProtocolError(f"{what}: unsupported content encryption {cipher_oid}")
+        padding = _key_transport_padding(ktris[0]["keyEncryptionAlgorithm"], what=what)
+        for ktri in ktris:  # usually one; try each, the token says which one is ours
+            try:
+                cek[:] = decrypt_key.decrypt(bytes(ktri["encryptedKey"]), padding)
+                break
+            except ValueError:  # software keys; token keys raise an EstHwError
+                continue
+        else:
+            raise ProtocolError(f"{what}: cannot decrypt the content-encryption key")
+        if len(cek) != _AES_CBC[cipher_oid]:
+            raise ProtocolError(f"{what}: the content-encryption key has the wrong size")
+        decryptor = Cipher(algorithms.AES(bytes(cek)), modes.CBC(iv)).decryptor()
+        unpadder = sym_padding.PKCS7(128).unpadder()
+        try:
+            plain[:] = decryptor.update(ciphertext) + decryptor.finalize()
+            content = unpadder.update(bytes(plain)) + unpadder.finalize()
+        except ValueError:
+            raise ProtocolError(f"{what}: the encrypted key does not decrypt") from None
+        return _load_key(_signed_content(content, what=what), what=what)
+    finally:
+        cek[:] = bytes(len(cek))
+        plain[:] = bytes(len(plain))
+
+
+def _key_transport_padding(
+    algorithm: object, *, what: str
+) -> asym_padding.PKCS1v15 | asym_padding.OAEP:
+    """RSAES-PKCS1-v1_5 or RSAES-OAEP with MGF1 (RFC 8017 appendix A.2.1, RFC 3560)."""
+    from pyasn1.codec.der import decoder
+    from pyasn1_modules import rfc4055, rfc5280
+
+    oid = str(algorithm["algorithm"])  # type: ignore[index]
+    if oid == _RSA_ENCRYPTION:
+        return asym_padding.PKCS1v15()
+    if oid != _RSAES_OAEP:
+        raise ProtocolError(f"{what}: unsupported key transport {oid}")
+    params_der = algorithm["parameters"]  # type: ignore[index]
+    hash_oid = mgf_hash_oid = "1.3.14.3.2.26"  # the SHA-1 defaults
+    if params_der.isValue:
+        params, _ = decoder.decode(bytes(params_der), asn1Spec=rfc4055.RSAES_OAEP_params())
+        if params["hashFunc"].isValue:
+            hash_oid = str(params["hashFunc"]["algorithm"])
+        if params["maskGenFunc"].isValue:
+            mgf_params = params["maskGenFunc"]["parameters"]
+            inner, _ = decoder.decode(bytes(mgf_params), asn1Spec=rfc5280.AlgorithmIdentifier())
+            mgf_hash_oid = str(inner["algorithm"])
+    if hash_oid not in _OAEP_HASHES or mgf_hash_oid not in _OAEP_HASHES:
+        raise ProtocolError(f"{what}: unsupported OAEP hash {hash_oid}")
+    return asym_padding.OAEP(
+        mgf=asym_padding.MGF1(_OAEP_HASHES[mgf_hash_oid]()),
+        algorithm=_OAEP_HASHES[hash_oid](),
+        label=None,
+    )
+
+
+def _signed_content(der: bytes, *, what: str) -> bytes:
+    """The eContent of ContentInfo(SignedData) (RFC 5652 section 5.2)."""
+    from pyasn1.codec.der import decoder
+    from pyasn1.error import PyAsn1Error
+    from pyasn1_modules import rfc5652
+
+    try:
+        info, _ = decoder.decode(der, asn1Spec=rfc5652.ContentInfo())
+        if str(info["contentType"]) != _SIGNED_DATA:
+            raise ProtocolError(f"{what}: the decrypted key is not wrapped in SignedData")
+        signed, _ = decoder.decode(info["content"], asn1Spec=rfc5652.SignedData())
+        content = signed["encapContentInfo"]["eContent"]
+        if not content.isValue:
+            raise ProtocolError(f"{what}: the SignedData around the key has no content")
+        return bytes(content)
+    except PyAsn1Error as exc:
+        raise ProtocolError(f"{what}: the decrypted key does not parse: {exc}") from None
 
 
 def _is_key(part: Part) -> bool:

@@ -8,7 +8,9 @@ adapter sign inside the token.  The private key never leaves it: every export me
 Hashing is done in software and the token signs the digest (``CKM_ECDSA``, ``CKM_RSA_PKCS``
 with a DigestInfo prefix, ``CKM_RSA_PKCS_PSS``; PKCS#11 v2.40 current mechanisms sections
 2.3 and 2.1): SoftHSM, and many tokens, have no ``CKM_ECDSA_SHA256``, and one signing path
-serves both whole messages and ``Prehashed`` digests.
+serves both whole messages and ``Prehashed`` digests.  RSA keys with ``CKA_DECRYPT`` also
+decrypt (``CKM_RSA_PKCS``, ``CKM_RSA_PKCS_OAEP``), for CMS key transport (RFC 7030
+section 4.4.2).
 
 This module is also the one place where :class:`pkcs11.PKCS11Error` becomes an est-hw
 error (:func:`pkcs11_errors`).
@@ -151,6 +153,12 @@ _HASH_MECHANISMS: dict[str, tuple[Mechanism, MGF]] = {
     "sha256": (Mechanism.SHA256, MGF.SHA256),
     "sha384": (Mechanism.SHA384, MGF.SHA384),
     "sha512": (Mechanism.SHA512, MGF.SHA512),
+}
+
+# OAEP adds SHA-1 (its default, RFC 8017 appendix A.2.1) to the hashes above.
+_OAEP_HASHES: dict[str, tuple[Mechanism, MGF]] = {
+    "sha1": (Mechanism.SHA_1, MGF.SHA1),
+    **_HASH_MECHANISMS,
 }
 
 # DER DigestInfo prefixes, RFC 8017 section 9.2 note 1.
@@ -331,7 +339,38 @@ class Pkcs11RsaPrivateKey(_Pkcs11KeyMixin, rsa.RSAPrivateKey):
         return (_HASH_MECHANISMS[hash_algorithm.name][0], _HASH_MECHANISMS[mgf_hash.name][1], salt)
 
     def decrypt(self, ciphertext: bytes, padding: AsymmetricPadding) -> bytes:
-        raise UnsupportedKeyError(f"decryption is not offered (signing keys only): {_CANNOT_LEAVE}")
+        """Decrypt inside the token: PKCS#1 v1.5 (``CKM_RSA_PKCS``) or OAEP
+        (``CKM_RSA_PKCS_OAEP``, RFC 8017 sections 7.2 and 7.1) with MGF1, no label.
+
+        Only keys with ``CKA_DECRYPT`` decrypt; keys est-hw generates are sign-only, so a
+        decryption key is one made for it on the token beforehand.
+        """
+        p11 = self._p11
+        if not isinstance(p11, pkcs11.DecryptMixin):
+            raise UnsupportedKeyError(
+                f"key '{self.label}' cannot decrypt (no CKA_DECRYPT), and {_CANNOT_LEAVE}"
+            )
+        mechanism: Mechanism
+        param: Any = None
+        if isinstance(padding, _padding.PKCS1v15):
+            mechanism = Mechanism.RSA_PKCS
+        elif isinstance(padding, _padding.OAEP):
+            mgf = padding._mgf
+            oaep_hash: hashes.HashAlgorithm = padding._algorithm
+            if not isinstance(mgf, _padding.MGF1) or padding._label:
+                raise UnsupportedKeyError("OAEP needs MGF1 and no label")
+            mgf_hash: hashes.HashAlgorithm = mgf._algorithm
+            if oaep_hash.name not in _OAEP_HASHES or mgf_hash.name not in _OAEP_HASHES:
+                raise UnsupportedKeyError(f"OAEP with {oaep_hash.name} is not supported")
+            mechanism = Mechanism.RSA_PKCS_OAEP
+            param = (_OAEP_HASHES[oaep_hash.name][0], _OAEP_HASHES[mgf_hash.name][1], None)
+        else:
+            raise UnsupportedKeyError(f"RSA padding {padding.name} is not supported to decrypt")
+        with self._guard.call(f"decrypting with key '{self.label}'"):
+            plain = p11.decrypt(bytes(ciphertext), mechanism=mechanism, mechanism_param=param)
+        if not isinstance(plain, bytes):  # pragma: no cover - only for iterables of chunks
+            raise TokenError(f"decrypting with key '{self.label}' gave no bytes")
+        return plain
 
     def private_numbers(self) -> rsa.RSAPrivateNumbers:
         self._refuse_export()

@@ -6,6 +6,10 @@ chain to the anchors; then the key is imported into the token (non-extractable f
 then on), the certificate stored beside it, and the software copy dropped.  A journal
 record (the planned key id) makes a killed run recoverable: the next run deletes a key
 that was imported without its certificate and asks again.
+
+With a decryption key (an RSA key with ``CKA_DECRYPT`` already on the token), the CSR
+carries its id as AsymmetricDecryptKeyIdentifier (section 4.4.1.2) and the answer's key
+may come CMS-encrypted to it (section 4.4.2); the token decrypts the key-transport layer.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from est_hw import faults
 from est_hw.errors import UsageError
-from est_hw.keys.base import KeyBackend, KeyType, PrivateKey
+from est_hw.keys.base import KeyBackend, KeyType, PrivateKey, TokenKey
 from est_hw.provision.enroll import (
     EnrollRequest,
     EnrollResult,
@@ -45,12 +49,25 @@ def serverkeygen(
     *,
     tls_identity: ClientIdentity | None = None,
     key_out: Path | None = None,
+    decrypt_key: TokenKey | None = None,
 ) -> EnrollResult:
     """Have the server make the key, import it into ``backend``, store the certificate.
 
     :param key_out: also write the key (PKCS#8 PEM, mode 0600, never overwriting) —
         only when the user asks for a copy outside the token.
+    :param decrypt_key: an RSA token key to have the generated key encrypted to.
+    :raises UsageError: ``decrypt_key`` is not an RSA key.
     """
+    decrypt_with: rsa.RSAPrivateKey | None = None
+    content = request.content
+    if decrypt_key is not None:
+        if not isinstance(decrypt_key.private_key, rsa.RSAPrivateKey):
+            raise UsageError(
+                f"the decryption key '{decrypt_key.label}' is {decrypt_key.key_type.value}; "
+                "CMS key transport needs an RSA key"
+            )
+        decrypt_with = decrypt_key.private_key
+        content = dataclasses.replace(content, decrypt_key_id=decrypt_key.key_id)
     journal = Journal(backend)
     pending = pending_for(journal, request.key_label, "serverkeygen", server)
     if pending is not None:
@@ -73,10 +90,10 @@ def serverkeygen(
         )
     )
     throwaway = ec.generate_private_key(ec.SECP256R1())
-    csr = build_csr(throwaway, request.content)
+    csr = build_csr(throwaway, content)
     with server.client(tls_identity) as client:
         faults.point("before-send")
-        answer = client.serverkeygen(csr)
+        answer = client.serverkeygen(csr, decrypt_key=decrypt_with)
         faults.point("after-answer")
         software = answer.private_key
         try:

@@ -15,13 +15,14 @@ import urllib.parse
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AttributeOID
 
 from est_hw.testing.auth import Authenticator
 from est_hw.testing.ca import TestCa
 from est_hw.testing.config import Quirk, Response, ServerConfig
 from est_hw.testing.hostile import HostileAnswers
-from est_hw.testing.keygen import fullcmc_response, serverkeygen_response
+from est_hw.testing.keygen import decrypt_key_id, fullcmc_response, serverkeygen_response
 from est_hw.testing.wire import (
     BodyError,
     decode_base64_body,
@@ -187,12 +188,14 @@ class EstApp:
             elif op == "csrattrs":
                 response = self._csrattrs()
             elif op == "serverkeygen":
+                csr = self._read_csr(request)
                 response = serverkeygen_response(
                     self.ca,
-                    self._read_csr(request),
+                    csr,
                     days=self.config.cert_days,
                     rsa_key=self.config.serverkeygen_rsa,
                     pkcs1=self.config.serverkeygen_pkcs1,
+                    encrypt_to=self._serverkeygen_recipient(csr),
                 )
             elif op == "fullcmc":
                 response = self._fullcmc(request)
@@ -201,6 +204,15 @@ class EstApp:
         except _Refusal as refusal:
             return Outcome(refusal.response, op, user, refusal.reason)
         return Outcome(response, op, user)
+
+    def _serverkeygen_recipient(
+        self, csr: x509.CertificateSigningRequest
+    ) -> rsa.RSAPublicKey | None:
+        """The key to encrypt a generated key to: the configured recipient, when the CSR
+        asks for encryption (section 4.4.1.2); else None (plain PKCS#8)."""
+        if decrypt_key_id(csr) is None:
+            return None
+        return self.config.serverkeygen_recipient
 
     # --- authentication (section 3.2.3, 3.3.2) ----------------------------------------
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, overload
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from est_hw.testing.misbehaviour import Misbehaviour
 
@@ -119,6 +120,8 @@ class ServerConfig:
     :param serverkeygen_rsa: /serverkeygen makes RSA-2048 keys instead of EC P-256.
     :param serverkeygen_pkcs1: /serverkeygen answers a PKCS#1 RSA key labelled as pkcs8,
         as one real server does (section 4.4.2; implies RSA).
+    :param serverkeygen_recipient: an RSA public key; a /serverkeygen CSR with an
+        AsymmetricDecryptKeyIdentifier gets its key CMS-encrypted to it (section 4.4.2).
     :param misbehaviour: one hostile behaviour, see :class:`Misbehaviour` (tests only).
     :param misbehave_on: the operations an http, status, body or redirect misbehaviour
         hits; tcp and tls misbehaviours hit every connection.
@@ -149,6 +152,7 @@ class ServerConfig:
     max_body: int = 64 * 1024
     serverkeygen_rsa: bool = False
     serverkeygen_pkcs1: bool = False
+    serverkeygen_recipient: rsa.RSAPublicKey | None = None
     misbehaviour: Misbehaviour | None = None
     misbehave_on: frozenset[str] = frozenset({"simpleenroll"})
     redirect_to: str | None = None

@@ -3,7 +3,12 @@
 serverkeygen: the server makes an EC P-256 (or RSA-2048) key, issues a certificate for it
 with the CSR's subject and subjectAltName, and answers multipart/mixed with the key as
 ``application/pkcs8`` and the certificate as certs-only (section 4.4.2).  ``pkcs1`` answers
-with a PKCS#1 RSAPrivateKey labelled as pkcs8, as one real server does.
+with a PKCS#1 RSAPrivateKey labelled as pkcs8, as one real server does.  When the CSR
+carries an AsymmetricDecryptKeyIdentifier (section 4.4.1.2) and the test configured the
+recipient's RSA public key, the key part is ``smime-type=server-generated-key``: CMS
+EnvelopedData (RSAES-PKCS1-v1_5 key transport, AES-128-CBC) around a SignedData by the
+issuing CA around the PKCS#8 key.  cryptography's PKCS#7 builders write id-data as the
+eContentType, not id-ct-KP-aKeyPackage (RFC 6031); good enough for a test peer.
 
 fullcmc: a Full PKI Request (RFC 5272 section 3.2: CMS SignedData around PKIData) whose
 first TaggedRequest is a PKCS#10 request is answered with a Simple PKI Response (RFC 5272
@@ -27,10 +32,31 @@ from est_hw.testing.wire import BodyError, decode_base64_body, encode_base64_bod
 CMC_RESPONSE = "application/pkcs7-mime; smime-type=CMC-response"
 
 
+SERVER_GENERATED_KEY = "application/pkcs7-mime; smime-type=server-generated-key"
+ASYMM_DECRYPT_KEY_ID = x509.ObjectIdentifier("1.2.840.113549.1.9.16.2.54")
+
+
+def decrypt_key_id(csr: x509.CertificateSigningRequest) -> bytes | None:
+    """The CSR's AsymmetricDecryptKeyIdentifier (section 4.4.1.2), if it has one."""
+    try:
+        return csr.attributes.get_attribute_for_oid(ASYMM_DECRYPT_KEY_ID).value
+    except x509.AttributeNotFound:
+        return None
+
+
 def serverkeygen_response(
-    ca: TestCa, csr: x509.CertificateSigningRequest, *, days: int, rsa_key: bool, pkcs1: bool
+    ca: TestCa,
+    csr: x509.CertificateSigningRequest,
+    *,
+    days: int,
+    rsa_key: bool,
+    pkcs1: bool,
+    encrypt_to: rsa.RSAPublicKey | None = None,
 ) -> Response:
-    """Make a key, issue its certificate, answer multipart/mixed (section 4.4.2)."""
+    """Make a key, issue its certificate, answer multipart/mixed (section 4.4.2).
+
+    :param encrypt_to: answer the key CMS-encrypted to this RSA key (section 4.4.2).
+    """
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
         rsa.generate_private_key(public_exponent=65537, key_size=2048)
         if rsa_key or pkcs1
@@ -47,10 +73,14 @@ def serverkeygen_response(
         else serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    key_type = "application/pkcs8"
+    if encrypt_to is not None:
+        key_der = _envelop_key(ca, key_der, encrypt_to)
+        key_type = SERVER_GENERATED_KEY
     boundary = "est-" + secrets.token_hex(8)
     body = b"".join(
         [
-            f"--{boundary}\r\nContent-Type: application/pkcs8\r\n"
+            f"--{boundary}\r\nContent-Type: {key_type}\r\n"
             "Content-Transfer-Encoding: base64\r\n\r\n".encode(),
             encode_base64_body(key_der, eol=b"\r\n"),
             f"--{boundary}\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\n"
@@ -60,6 +90,41 @@ def serverkeygen_response(
         ]
     )
     return Response(200, body, [("Content-Type", f"multipart/mixed; boundary={boundary}")])
+
+
+def _envelop_key(ca: TestCa, key_der: bytes, recipient: rsa.RSAPublicKey) -> bytes:
+    """EnvelopedData(SignedData(PKCS#8)) to ``recipient`` (RFC 7030 section 4.4.2).
+
+    cryptography's envelope builder wants a recipient certificate: the CA makes a
+    throwaway one for the public key (only its issuer and serial reach the wire).
+    """
+    import datetime
+
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    signed = (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(key_der)
+        .add_signer(ca.issuing_cert, ca.issuing_key, hashes.SHA256())
+        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    recipient_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=serverkeygen recipient"))
+        .issuer_name(ca.issuing_cert.subject)
+        .public_key(recipient)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(ca.issuing_key, hashes.SHA256())
+    )
+    return (
+        pkcs7.PKCS7EnvelopeBuilder()
+        .set_data(signed)
+        .add_recipient(recipient_cert)
+        .encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    )
 
 
 def csr_of_full_pki_request(body: bytes) -> x509.CertificateSigningRequest:

@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import AttributeOID
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import AttributeOID, ObjectIdentifier
 
 from est_hw.errors import TokenError
 from est_hw.keys.base import PrivateKey
+
+#: id-aa-asymmDecryptKeyID (RFC 7030 section 4.4.1.2), an OCTET STRING attribute.
+ASYMM_DECRYPT_KEY_ID = ObjectIdentifier("1.2.840.113549.1.9.16.2.54")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class CsrContent:
     :param extensions: further extension requests (e.g. from /csrattrs).
     :param signature_hash: "sha256", "sha384" or "sha512" when the server asked for one
         (RFC 7030 4.5.2); else the hash that matches the key.
+    :param decrypt_key_id: an AsymmetricDecryptKeyIdentifier attribute (RFC 7030 section
+        4.4.1.2): the id of the key a server-generated key is to be encrypted to.
     """
 
     subject: x509.Name
@@ -36,6 +42,7 @@ class CsrContent:
     challenge_password: str | None = None
     extensions: tuple[x509.Extension[x509.ExtensionType], ...] = field(default=())
     signature_hash: str | None = None
+    decrypt_key_id: bytes | None = None
 
 
 _HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
@@ -71,6 +78,10 @@ def build_csr(key: PrivateKey, content: CsrContent) -> x509.CertificateSigningRe
     if content.challenge_password is not None:
         builder = builder.add_attribute(
             AttributeOID.CHALLENGE_PASSWORD, content.challenge_password.encode()
+        )
+    if content.decrypt_key_id is not None:
+        builder = builder.add_attribute(
+            ASYMM_DECRYPT_KEY_ID, content.decrypt_key_id, _tag=_ASN1Type.OctetString
         )
     csr = builder.sign(key, signature_hash_for(key, content.signature_hash))
     check_csr(csr, key)
