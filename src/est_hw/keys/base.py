@@ -124,6 +124,39 @@ class NonExportableKey:
         return self
 
 
+class EcPublicHalf:
+    """Mixin: the public-key side of an EC key object, from its ``_public_key``.
+
+    Precedes the private-key ABC (and any library key class) in the bases.
+    """
+
+    _public_key: ec.EllipticCurvePublicKey
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._public_key
+
+    @property
+    def curve(self) -> ec.EllipticCurve:
+        return self._public_key.curve
+
+    @property
+    def key_size(self) -> int:
+        return self._public_key.curve.key_size
+
+
+class RsaPublicHalf:
+    """Mixin: the public-key side of an RSA key object, from its ``_public_key``."""
+
+    _public_key: rsa.RSAPublicKey
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self._public_key
+
+    @property
+    def key_size(self) -> int:
+        return self._public_key.key_size
+
+
 @dataclass(frozen=True)
 class TokenKey:
     """A private key inside a key store, with what identifies it there.

@@ -39,7 +39,7 @@ from est_hw.errors import (
     TokenNotFoundError,
     UnsupportedKeyError,
 )
-from est_hw.keys.base import NonExportableKey
+from est_hw.keys.base import EcPublicHalf, NonExportableKey, RsaPublicHalf
 
 _CANNOT_LEAVE = "the private key cannot leave the token"
 
@@ -215,7 +215,7 @@ class _Pkcs11KeyMixin(NonExportableKey):
         )
 
 
-class Pkcs11EcPrivateKey(_Pkcs11KeyMixin, ec.EllipticCurvePrivateKey):
+class Pkcs11EcPrivateKey(_Pkcs11KeyMixin, EcPublicHalf, ec.EllipticCurvePrivateKey):
     """An EC private key (``CKK_EC``) that signs inside the token with ``CKM_ECDSA``."""
 
     def __init__(
@@ -232,17 +232,6 @@ class Pkcs11EcPrivateKey(_Pkcs11KeyMixin, ec.EllipticCurvePrivateKey):
         self._guard = guard
         self.key_id = key_id
         self.label = label
-
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self._public_key
-
-    @property
-    def curve(self) -> ec.EllipticCurve:
-        return self._public_key.curve
-
-    @property
-    def key_size(self) -> int:
-        return self._public_key.curve.key_size
 
     def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         """Sign with ECDSA; returns the DER ``ECDSA-Sig-Value`` (RFC 3279 section 2.2.3).
@@ -266,7 +255,7 @@ class Pkcs11EcPrivateKey(_Pkcs11KeyMixin, ec.EllipticCurvePrivateKey):
         self._refuse_export()
 
 
-class Pkcs11RsaPrivateKey(_Pkcs11KeyMixin, rsa.RSAPrivateKey):
+class Pkcs11RsaPrivateKey(_Pkcs11KeyMixin, RsaPublicHalf, rsa.RSAPrivateKey):
     """An RSA private key (``CKK_RSA``) that signs inside the token.
 
     PKCS#1 v1.5 goes through ``CKM_RSA_PKCS`` over DigestInfo (RFC 8017 section 9.2), PSS
@@ -287,13 +276,6 @@ class Pkcs11RsaPrivateKey(_Pkcs11KeyMixin, rsa.RSAPrivateKey):
         self._guard = guard
         self.key_id = key_id
         self.label = label
-
-    def public_key(self) -> rsa.RSAPublicKey:
-        return self._public_key
-
-    @property
-    def key_size(self) -> int:
-        return self._public_key.key_size
 
     def sign(
         self,

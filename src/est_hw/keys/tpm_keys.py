@@ -43,7 +43,7 @@ from tpm2_pytss.cryptography import tpm_ecc_private_key, tpm_rsa_private_key
 
 from est_hw import metrics
 from est_hw.errors import KeyNotFoundError, UnsupportedKeyError
-from est_hw.keys.base import KeyType, NonExportableKey, PublicKey
+from est_hw.keys.base import EcPublicHalf, KeyType, NonExportableKey, PublicKey, RsaPublicHalf
 from est_hw.keys.tpm_context import TpmContext
 from est_hw.keys.tpm_tcti import format_handle
 
@@ -202,6 +202,7 @@ class _TpmKeyMixin(NonExportableKey):
 
 class TpmEcPrivateKey(
     _TpmKeyMixin,
+    EcPublicHalf,
     tpm_ecc_private_key,  # type: ignore[misc]  # tpm2-pytss has no type information
     ec.EllipticCurvePrivateKey,
 ):
@@ -224,17 +225,6 @@ class TpmEcPrivateKey(
         self._public_key = public
         self.key_id = key_id
         self.label = label
-
-    def public_key(self) -> ec.EllipticCurvePublicKey:
-        return self._public_key
-
-    @property
-    def curve(self) -> ec.EllipticCurve:
-        return self._public_key.curve
-
-    @property
-    def key_size(self) -> int:
-        return self._public_key.curve.key_size
 
     def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         """Sign with ECDSA; returns the DER ``ECDSA-Sig-Value`` (RFC 3279 section 2.2.3).
@@ -260,6 +250,7 @@ class TpmEcPrivateKey(
 
 class TpmRsaPrivateKey(
     _TpmKeyMixin,
+    RsaPublicHalf,
     tpm_rsa_private_key,  # type: ignore[misc]  # tpm2-pytss has no type information
     rsa.RSAPrivateKey,
 ):
@@ -282,13 +273,6 @@ class TpmRsaPrivateKey(
         self._public_key = public
         self.key_id = key_id
         self.label = label
-
-    def public_key(self) -> rsa.RSAPublicKey:
-        return self._public_key
-
-    @property
-    def key_size(self) -> int:
-        return self._public_key.key_size
 
     def sign(
         self,
