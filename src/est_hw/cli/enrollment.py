@@ -147,7 +147,7 @@ def _wait_policy(kwargs: dict[str, Any]) -> WaitPolicy | None:
 def _report_existing(token_args: TokenArgs, label: str, as_json: bool) -> bool:
     """--if-missing: report and return True when ``label`` is enrolled already."""
     from est_hw.cli.render import certificate_summary, emit_json, emit_lines
-    from est_hw.provision.batch import existing_enrollment
+    from est_hw.provision.identity import existing_enrollment
 
     with token_args.open() as backend:
         certificate = existing_enrollment(backend, label)

@@ -30,14 +30,13 @@ from typing import Any, Literal
 from cryptography import x509
 
 from est_hw import metrics
-from est_hw.errors import EnrollmentPendingError, EstHwError, TokenError, UsageError
+from est_hw.errors import EnrollmentPendingError, EstHwError, UsageError
 from est_hw.est.client import EstClient
 from est_hw.keys.base import KeyBackend, KeyType, Secret
 from est_hw.keys.pkcs11_tokens import TokenInfo, list_tokens
 from est_hw.keys.tpm_tcti import state_dir_name
 from est_hw.provision.enroll import EnrollRequest, enroll
-from est_hw.provision.identity import stored_certificate
-from est_hw.provision.journal import Journal
+from est_hw.provision.identity import existing_enrollment
 from est_hw.provision.plan import DeviceGroup, DeviceNames, Plan
 from est_hw.provision.trust import ServerSession
 from est_hw.tls.settings import ClientIdentity, TlsSettings
@@ -269,11 +268,12 @@ def _enroll_device(
     names: DeviceNames,
     recorded: metrics.Metrics,
 ) -> DeviceOutcome:
-    done = _already_provisioned(backend, names.key_label)
+    done = existing_enrollment(backend, names.key_label)
     if done is not None:
-        serial, not_after = done
-        return DeviceOutcome(device, "skipped", names, serial_number=serial,
-                             not_after=not_after, timings=recorded.as_json())  # fmt: skip
+        return DeviceOutcome(device, "skipped", names,
+                             serial_number=format(done.serial_number, "x"),
+                             not_after=done.not_valid_after_utc,
+                             timings=recorded.as_json())  # fmt: skip
     content = CsrContent(
         subject=parse_subject(names.subject) if names.subject else x509.Name([]),
         sans=tuple(parse_san(text) for text in names.sans),
@@ -296,48 +296,6 @@ def _enroll_device(
         resumed=result.resumed,
         timings=recorded.as_json(),
     )
-
-
-def _already_provisioned(
-    backend: KeyBackend, key_label: str
-) -> tuple[str, datetime.datetime] | None:
-    """(serial, not_after) of :func:`existing_enrollment`, or None."""
-    certificate = existing_enrollment(backend, key_label)
-    if certificate is None:
-        return None
-    return format(certificate.serial_number, "x"), certificate.not_valid_after_utc
-
-
-def existing_enrollment(backend: KeyBackend, key_label: str) -> x509.Certificate | None:
-    """The valid certificate of key ``key_label`` when the token already holds both.
-
-    None when there is nothing yet, or an unfinished enrollment to resume (the journal).
-
-    :raises TokenError: the key is there without a valid certificate, or twice.
-    """
-    if Journal(backend).load(key_label) is not None:
-        return None
-    inventory = backend.inventory()
-    keys = [key for key in inventory.keys if key.label == key_label]
-    if not keys:
-        return None
-    if len(keys) > 1:
-        raise TokenError(f"{len(keys)} keys labelled {key_label!r} on {backend.name}: "
-                         "remove the extra ones first")  # fmt: skip
-    try:
-        certificate = stored_certificate(inventory, keys[0])
-    except EstHwError:
-        message = (
-            f"key {key_label!r} on {backend.name} has no certificate and no unfinished "
-            "enrollment: delete the key or choose another label"
-        )
-        raise TokenError(message) from None
-    now = datetime.datetime.now(datetime.UTC)
-    if certificate.not_valid_after_utc <= now:
-        raise TokenError(f"the certificate of key {key_label!r} on {backend.name} expired on "
-                         f"{certificate.not_valid_after_utc.isoformat()}: renew it with "
-                         "est-hw reenroll")  # fmt: skip
-    return certificate
 
 
 @contextlib.contextmanager

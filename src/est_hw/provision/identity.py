@@ -7,10 +7,13 @@ chain sent is built from the CA certificates stored beside it.
 
 from __future__ import annotations
 
+import datetime
+
 from cryptography import x509
 
-from est_hw.errors import KeyNotFoundError
+from est_hw.errors import EstHwError, KeyNotFoundError, TokenError
 from est_hw.keys.base import Inventory, KeyBackend, TokenKey
+from est_hw.provision.journal import Journal
 from est_hw.tls.settings import ClientIdentity
 
 
@@ -58,8 +61,6 @@ def select_enrolled_key(
 def _unfinished_rekey_key(backend: KeyBackend, label: str | None) -> TokenKey | None:
     """During an unfinished rekey two keys share a label: the journal says which one is
     being renewed (the old key while it exists, else the new one)."""
-    from est_hw.provision.journal import Journal
-
     journal = Journal(backend)
     labels = [label] if label is not None else sorted({k.label for k in backend.inventory().keys})
     for name in labels:
@@ -102,3 +103,35 @@ def client_identity(backend: KeyBackend, key: TokenKey) -> ClientIdentity:
             break
         chain.append(issuer)
     return ClientIdentity(private_key=key.private_key, chain=tuple(chain))
+
+
+def existing_enrollment(backend: KeyBackend, key_label: str) -> x509.Certificate | None:
+    """The valid certificate of key ``key_label`` when the token already holds both.
+
+    None when there is nothing yet, or an unfinished enrollment to resume (the journal).
+
+    :raises TokenError: the key is there without a valid certificate, or twice.
+    """
+    if Journal(backend).load(key_label) is not None:
+        return None
+    inventory = backend.inventory()
+    keys = [key for key in inventory.keys if key.label == key_label]
+    if not keys:
+        return None
+    if len(keys) > 1:
+        raise TokenError(f"{len(keys)} keys labelled {key_label!r} on {backend.name}: "
+                         "remove the extra ones first")  # fmt: skip
+    try:
+        certificate = stored_certificate(inventory, keys[0])
+    except EstHwError:
+        message = (
+            f"key {key_label!r} on {backend.name} has no certificate and no unfinished "
+            "enrollment: delete the key or choose another label"
+        )
+        raise TokenError(message) from None
+    now = datetime.datetime.now(datetime.UTC)
+    if certificate.not_valid_after_utc <= now:
+        raise TokenError(f"the certificate of key {key_label!r} on {backend.name} expired on "
+                         f"{certificate.not_valid_after_utc.isoformat()}: renew it with "
+                         "est-hw reenroll")  # fmt: skip
+    return certificate
