@@ -14,14 +14,8 @@ Typical use::
         tls_unique = response.extensions["network_stream"].get_extra_info("tls_unique")
 """
 
-import warnings
-
-with warnings.catch_warnings():
-    # tlslite-ng 0.8.2 imports the deprecated asyncore module for an integration we
-    # do not use; keep that warning out of our users' output.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import tlslite  # noqa: F401
-
+# First, before any tlslite import: loads no integrations (see its docstring).
+from est_hw.tls import tlslite_package  # noqa: F401
 from est_hw.tls.settings import ClientIdentity, TlsSettings
 from est_hw.tls.transport import TokenTlsTransport
 from est_hw.tls.trust import ServerTrust, verify_server_chain
