@@ -33,9 +33,11 @@ from est_hw.errors import (
 from est_hw.est import messages
 from est_hw.est.auth import ChallengeAuth, HttpCredentials
 from est_hw.est.proxy import proxy_for
-from est_hw.est.serverkeygen import ServerGeneratedKey, decode_serverkeygen
 from est_hw.tls.settings import TlsSettings
 from est_hw.tls.transport import TokenTlsTransport
+
+if typing.TYPE_CHECKING:
+    from est_hw.est.serverkeygen import ServerGeneratedKey
 
 #: RFC 7030 section 3.2.2: the well-known root of the EST operation paths.
 WELL_KNOWN_ROOT = "/.well-known/est"
@@ -206,6 +208,8 @@ class EstClient:
         :param decrypt_key: the key the CSR's AsymmetricDecryptKeyIdentifier names; it
             decrypts a CMS-encrypted key part.
         """
+        from est_hw.est.serverkeygen import decode_serverkeygen  # multipart, CMS: on use
+
         what = "the /serverkeygen response"
         response = self._post_base64(
             "serverkeygen", csr.public_bytes(serialization.Encoding.DER), messages.PKCS10_TYPE
