@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import logging
 import sys
 from pathlib import Path
 
@@ -25,6 +24,8 @@ _state = {"json": False}
 
 def setup_output(as_json: bool, verbose: int) -> None:
     """Record --json and configure logging to stderr for -v / -vv."""
+    import logging  # here, not at the top: --help and usage errors need no logging
+
     _state["json"] = as_json
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="est-hw: %(levelname)s: %(message)s")
