@@ -34,6 +34,10 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
         ),
         "warm_process_ms": round(_median(results["warm"]["own_overhead_ms"]), 1),
     }
+    split = results.get("own_overhead_breakdown", {}).get("pkcs11-default")
+    if split:
+        out["enroll_own_overhead"]["library_imports_ms"] = split["library_imports_ms"]
+        out["enroll_own_overhead"]["beyond_libraries_ms"] = split["beyond_libraries_ms"]
     rates = results["rates"]
     server1 = _median(rates["server_alone_per_s"]["1_thread"])
     server2 = _median(rates["server_alone_per_s"]["2_thread"])
@@ -72,23 +76,28 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
 
 def breakdown(results: dict[str, Any]) -> dict[str, Any]:
     """Own overhead (medians) split into: imports done inside the command outside the
-    token phases (measured without the profiler), the journal's token writes (estimated
-    with the token alone), and the rest (est-hw's own code: CSR, TLS and HTTP client,
-    checks, output)."""
+    token phases (measured without the profiler), themselves split into the libraries
+    est-hw builds on (imported alone) and est-hw's own modules (the difference), the
+    journal's token writes (estimated with the token alone), and the rest (est-hw's own
+    code: CSR, TLS and HTTP client, checks, output)."""
     imports = _median(results["lazy_imports"]["outside_token_ms"])
+    libraries = _median(results["lazy_imports"]["libraries_alone_ms"])
     journal = _median(results["token_alone"]["steps_ms"]["journal"])
     out: dict[str, Any] = {}
-    rows = [(name, block, imports) for name, block in results["enroll"].items()]
-    rows.append(("warm", results["warm"], 0.0))
-    for name, block, imported in rows:
+    rows = [(name, block, imports, libraries) for name, block in results["enroll"].items()]
+    rows.append(("warm", results["warm"], 0.0, 0.0))
+    for name, block, imported, library in rows:
         if name.startswith("tpm"):
             continue  # the TPM journal is files in the state dir, not token writes
         own = _median(block["own_overhead_ms"])
         out[name] = {
             "own_overhead_ms": round(own, 1),
             "lazy_imports_ms": round(imported, 1),
+            "library_imports_ms": round(library, 1),
+            "est_hw_imports_ms": round(imported - library, 1),
             "journal_token_writes_ms": round(journal, 1),
             "rest_ms": round(own - imported - journal, 1),
+            "beyond_libraries_ms": round(own - library, 1),
         }
     return out
 
@@ -114,6 +123,7 @@ def render(results: dict[str, Any]) -> str:
         f"{machine['mem_total_mib']} MiB, {machine['os']}, Python {machine['python']}"
     )
     add(f"SoftHSM2 tokens and swtpm state on: {results.get('token_storage', '?')}")
+    add(f"bytecode: {results.get('bytecode', 'not compiled before measuring')}")
     load = results.get("loadavg", {})
     if load:
         add(f"load average (1 min) at start {load['start']:.2f}, at end {load['end']:.2f}")
@@ -206,6 +216,7 @@ def _analysis_lines(results: dict[str, Any]) -> list[str]:
         add(f"  {'enroll: imports inside the command, no profiler':<48} {_mmm(lazy['ms'])}")
         add(f"  {'  of them inside token_open (token time)':<48} {_mmm(lazy['in_token_open_ms'])}")
         add(f"  {'  outside the token phases':<48} {_mmm(lazy['outside_token_ms'])}")
+        add(f"  {'libraries alone, no est_hw module':<48} {_mmm(lazy['libraries_alone_ms'])}")
     alone = results["token_alone"]
     add("")
     add(f"token alone: {alone['description']}")
@@ -215,11 +226,15 @@ def _analysis_lines(results: dict[str, Any]) -> list[str]:
     add(f"  {'per device (+ journal)':<40} {_mmm(alone['per_device_ms'])}")
     add(f"  {'devices / s, one after another':<40} {alone['per_s_sequential']:>8.2f}")
     add("")
-    add("own overhead, medians (ms): = imports inside the command + journal writes + rest")
+    add(
+        "own overhead, medians (ms): = library imports + est_hw imports + journal writes"
+        " + rest;  beyond the libraries"
+    )
     for name, row in results["own_overhead_breakdown"].items():
         add(
-            f"  {name:<16} {row['own_overhead_ms']:>7.1f} = {row['lazy_imports_ms']:>6.1f}"
-            f" + {row['journal_token_writes_ms']:>6.1f} + {row['rest_ms']:>6.1f}"
+            f"  {name:<16} {row['own_overhead_ms']:>7.1f} = {row['library_imports_ms']:>6.1f}"
+            f" + {row['est_hw_imports_ms']:>6.1f} + {row['journal_token_writes_ms']:>6.1f}"
+            f" + {row['rest_ms']:>6.1f};  {row['beyond_libraries_ms']:>6.1f}"
         )
     return lines
 
@@ -247,6 +262,11 @@ def _verdict_lines(results: dict[str, Any]) -> list[str]:
     for name, block in results["targets"].items():
         value = block.get("value_ms")
         shown = f"{value:.1f} ms" if value is not None else ""
+        if name == "enroll_own_overhead" and "beyond_libraries_ms" in block:
+            shown += (
+                f" (importing the libraries alone: {block['library_imports_ms']:.1f} ms;"
+                f" est-hw beyond them: {block['beyond_libraries_ms']:.1f} ms)"
+            )
         if name == "minimum_round_trips":
             shown = f"handshakes {block['handshakes']}, requests {block['requests']}"
         if name == "provision_throughput":

@@ -99,8 +99,10 @@ def measure(args: argparse.Namespace, work: Path, token_root: Path) -> dict[str,
             "import profile", lambda: scenarios.import_profile(bench)
         )
         lazy = results["imports"]["est-hw enroll"]["lazy_modules"]
+        libraries = results["imports"]["est-hw enroll"]["library_modules"]
         probes = {
             "lazy_imports": scenarios.lazy_import_probe(bench, lazy),
+            "library_imports": scenarios.library_import_probe(bench, libraries),
             "token_alone": scenarios.token_alone_probe(bench),
         }
         series, failed, probed = progress.step(
@@ -108,7 +110,9 @@ def measure(args: argparse.Namespace, work: Path, token_root: Path) -> dict[str,
             f"interleaved, x{repeats}",
             lambda: scenarios.enroll_series(bench, configs, probes),
         )
-        results["lazy_imports"] = scenarios.summarize_lazy_imports(lazy, probed["lazy_imports"])
+        results["lazy_imports"] = scenarios.summarize_lazy_imports(
+            lazy, probed["lazy_imports"], libraries, probed["library_imports"]
+        )
         results["token_alone"] = scenarios.summarize_token_alone(probed["token_alone"])
         for config in (scenarios.DEFAULT, scenarios.MINIMAL):
             if config.name in failed:  # the PKCS#11 ones are the point: stop here
@@ -154,12 +158,30 @@ def measure(args: argparse.Namespace, work: Path, token_root: Path) -> dict[str,
     return results
 
 
+def compile_est_hw() -> str:
+    """Byte-compile est_hw where it is imported from, as pip does when it installs a wheel.
+
+    An editable install (this checkout's .venv) has no .pyc files until Python writes
+    them, and with PYTHONDONTWRITEBYTECODE set it never does: every command would then
+    compile est_hw's sources again, about 100 ms that no installed est-hw pays.
+    """
+    import compileall
+
+    import est_hw
+
+    package = Path(est_hw.__file__).parent
+    if not compileall.compile_dir(package, quiet=1):
+        raise RuntimeError(f"bench: cannot byte-compile {package}")
+    return f"est_hw byte-compiled in {package} before measuring (as a wheel install is)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     given = " ".join(argv if argv is not None else sys.argv[1:])
     command = ".venv/bin/python -m bench.run" + (f" {given}" if given else "")
     if os.environ.get("MAKELEVEL"):
         command = f"make bench ({command})"
+    bytecode = compile_est_hw()
     work = Path(tempfile.mkdtemp(prefix="est-hw-bench-"))
     token_root, storage = token_storage(args.disk_tokens)
     try:
@@ -168,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "machine": machine_info(),
             "token_storage": storage,
+            "bytecode": bytecode,
         }
         load_start = os.getloadavg()[0]
         results.update(measure(args, work, token_root))

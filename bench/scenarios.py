@@ -412,6 +412,31 @@ def _by_package(entries: Sequence[_Import], limit: int) -> list[dict[str, object
     return [{"package": name, "self_ms": round(us / 1000, 1)} for name, us in ranked]
 
 
+def _libraries_imported_by_est_hw(entries: Sequence[_Import]) -> list[str]:
+    """The modules outside est_hw that an est_hw module imports itself, in import order,
+    without those of the token_open phase (token time): the libraries est-hw builds on.
+
+    In ``-X importtime`` output an import is printed after its children, so the module
+    that imported an entry is the next entry one level up.
+    """
+    found: list[str] = []
+    for position, entry in enumerate(entries):
+        if entry.module.startswith("est_hw") or _TOKEN_OPEN_IMPORTS.match(entry.module):
+            continue
+        importer = next(
+            (later for later in entries[position + 1 :] if later.level == entry.level - 1),
+            None,
+        )
+        if (
+            importer is not None
+            and importer.module.startswith("est_hw")
+            and not _TOKEN_OPEN_IMPORTS.match(importer.module)
+            and entry.module not in found
+        ):
+            found.append(entry.module)
+    return found
+
+
 def import_profile(bench: Bench) -> dict[str, object]:
     """``python -X importtime`` of ``est-hw --help`` and of one enrollment (minimal config).
 
@@ -434,6 +459,7 @@ def import_profile(bench: Bench) -> dict[str, object]:
         outside = entries[:begin] + entries[end:]
         profiles[label] = {
             "lazy_modules": [e.module for e in inside if e.level == 0],
+            "library_modules": _libraries_imported_by_est_hw(inside),
             "startup_imports_ms": round(sum(e.self_us for e in outside) / 1000, 1),
             "lazy_imports_ms": round(sum(e.self_us for e in inside) / 1000, 1),
             "startup_by_package": _by_package(outside, 10),
@@ -580,6 +606,35 @@ _IMPORT_TIMER = (
 )
 
 
+#: Imports library modules in a fresh process the way est-hw does: click first (start-up,
+#: outside the window), tlslite-ng's package registered without running its __init__
+#: (est_hw.tls.tlslite_package), then the modules in order, timed.
+_LIBRARY_TIMER = (
+    "import importlib, importlib.util, json, sys, time\n"
+    "import click\n"
+    "start = time.perf_counter()\n"
+    "spec = importlib.util.find_spec('tlslite')\n"
+    "sys.modules['tlslite'] = importlib.util.module_from_spec(spec)\n"
+    "for name in sys.argv[1:]:\n"
+    "    importlib.import_module(name)\n"
+    "print(json.dumps((time.perf_counter() - start) * 1000))\n"
+)
+
+
+def library_import_probe(bench: Bench, modules: Sequence[str]) -> Probe:
+    """The libraries est-hw's enrollment imports inside the command (cryptography,
+    httpx, tlslite-ng, ... without python-pkcs11, which is token time), imported in a
+    fresh process without any est_hw module: ms in all.  No client written on these
+    libraries can import them faster; what est-hw's own modules add is the difference
+    to :func:`lazy_import_probe`."""
+
+    def probe() -> dict[str, float]:
+        child = run_child([bench.python, "-c", _LIBRARY_TIMER, *modules], child_env()).check()
+        return {"total": float(json.loads(child.stdout))}
+
+    return probe
+
+
 def lazy_import_probe(bench: Bench, modules: Sequence[str]) -> Probe:
     """The modules an enrollment imports inside the command, imported in that order in a
     fresh process after ``est_hw.cli.main`` (no profiler): ms in all, and ms of those
@@ -595,10 +650,15 @@ def lazy_import_probe(bench: Bench, modules: Sequence[str]) -> Probe:
 
 
 def summarize_lazy_imports(
-    modules: Sequence[str], samples: Sequence[dict[str, float]]
+    modules: Sequence[str],
+    samples: Sequence[dict[str, float]],
+    libraries: Sequence[str],
+    library_samples: Sequence[dict[str, float]],
 ) -> dict[str, object]:
     return {
         "modules": list(modules),
+        "library_modules": list(libraries),
+        "libraries_alone_ms": summarize(s["total"] for s in library_samples).as_json(),
         "ms": summarize(s["total"] for s in samples).as_json(),
         "in_token_open_ms": summarize(s["in_token_open"] for s in samples).as_json(),
         "outside_token_ms": summarize(s["total"] - s["in_token_open"] for s in samples).as_json(),
