@@ -241,3 +241,26 @@ def test_help_reads_no_config_and_imports_nothing_heavy(run: Cli, tmp_path: Path
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},
     ).stdout.strip()  # fmt: skip
     assert imported == "[]"
+
+
+def test_tpm_settings_of_the_config_file_do_not_break_pkcs11_commands(
+    run: Cli, softhsm_token: SoftHsmToken, est_server: StartServer, tmp_path: Path
+) -> None:
+    """The reverse of tests/e2e/test_tpm.py's case: TPM settings in [common] are ignored by
+    a PKCS#11 command, and clash only when given as flags."""
+    server, _ = est_server()
+    config = write_config(tmp_path / "config.toml", f"""
+[common]
+server = "{server.url}"
+ca_file = "ca-1.pem"
+token = "{softhsm_token.label}"
+tcti = "swtpm:host=127.0.0.1,port=1"
+key_auth_source = "env:NOT_SET"
+state_dir = "/nonexistent"
+""")  # fmt: skip
+    result = run("--config", str(config), "enroll", "--subject", "CN=pkcs11", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["token"] == softhsm_token.label
+    clash = run("--config", str(config), "show", "--tcti", "swtpm:port=1")
+    assert clash.code == 2
+    assert "need --tpm" in clash.stderr

@@ -185,3 +185,30 @@ def test_serverkeygen_imports_the_key_into_the_tpm(
     assert swtpm.handles("transient") == []
     cert = x509.load_pem_x509_certificates(out.read_bytes())[0]
     assert cert.public_key() == load_pem_public_key(_public_pem(swtpm, handle, tmp_path))
+
+
+def test_pkcs11_settings_of_the_config_file_do_not_break_tpm_commands(
+    tpm_cli: Cli, est_server: StartServer, tmp_path: Path
+) -> None:
+    """A shared config (docs/configuration.md) may hold a PKCS#11 module, token and PIN
+    source for other commands and machines; --tpm uses the TPM and ignores them.  Given
+    as flags, the same options still conflict with --tpm."""
+    server, ca_file = est_server()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[common]\n"
+        'module = "/usr/lib/softhsm/libsofthsm2.so"\n'
+        'token = "line-7"\n'
+        'pin_source = "env:EST_HW_PIN"\n'
+    )
+    result = tpm_cli("--config", str(config), "enroll", "--server", server.url,
+                     "--ca-file", str(ca_file), *_tpm(tmp_path), "--subject", "CN=cfg",
+                     "--json")  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert result.json()["subject"] == "CN=cfg"
+    shown = tpm_cli("--config", str(config), "show", *_tpm(tmp_path))
+    assert shown.code == 0, shown.stderr
+    assert "CN=cfg" in shown.stdout
+    clash = tpm_cli("--config", str(config), "show", *_tpm(tmp_path), "--pin-source", "env:X")
+    assert clash.code == 2
+    assert "--tpm takes --key-auth-source, not --key-dir or --pin-source" in clash.stderr

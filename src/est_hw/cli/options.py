@@ -258,5 +258,31 @@ T = TypeVar("T", ServerArgs, TokenArgs)
 
 
 def take(cls: type[T], kwargs: dict[str, Any]) -> T:
-    """Pop the fields of ``cls`` out of a command's keyword arguments."""
-    return cls(**{field.name: kwargs.pop(field.name) for field in fields(cls)})
+    """Pop the fields of ``cls`` out of a command's keyword arguments.
+
+    For :class:`TokenArgs`, options of the backend *not* selected are dropped when they
+    come from the config file or the environment rather than the command line: a
+    ``[common]`` ``pin_source`` must not break ``--tpm``, nor a ``tcti`` a PKCS#11
+    command (docs/configuration.md).  On the command line they still conflict.
+    """
+    values = {field.name: kwargs.pop(field.name) for field in fields(cls)}
+    if cls is TokenArgs:
+        not_selected = _TPM_ONLY if not values["tpm"] else _PKCS11_ONLY
+        for name in not_selected:
+            if values[name] is not None and not _from_command_line(name):
+                values[name] = None
+    return cls(**values)
+
+
+#: TokenArgs fields that only a PKCS#11 token (or --key-dir) uses, and only a TPM uses.
+_PKCS11_ONLY = ("module", "slot", "token_label", "key_uri", "pin_source", "key_dir")
+_TPM_ONLY = ("tcti", "handle", "key_file", "nv_index", "owner_auth_source",
+             "key_auth_source", "state_dir")  # fmt: skip
+
+
+def _from_command_line(name: str) -> bool:
+    """Whether the current command's parameter ``name`` was given as a flag."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return True  # called outside click: every value is explicit
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
