@@ -30,6 +30,8 @@ ON_CACERTS = {
     M.BODY_GARBAGE_BASE64: Expect(SERVER, "base64"),
     M.BODY_PEM: Expect(OK),
     M.BODY_RAW_DER: Expect(OK),
+    #: RFC 7030 4.1.3: every certificate must chain to the answer's root before use
+    M.BODY_UNTRUSTED_ISSUER: Expect(TRUST, "does not chain to the root CA of the answer"),
 }
 #: an empty body is "no attributes" (RFC 7030 4.5.2)
 ON_CSRATTRS = {M.BODY_GARBAGE_BASE64: SERVER, M.BODY_HTML: SERVER, M.BODY_EMPTY: OK}

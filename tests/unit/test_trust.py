@@ -7,8 +7,11 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from est_hw.errors import (
     CertificateMismatchError,
@@ -23,6 +26,7 @@ from est_hw.x509.trust import (
     parse_fingerprint,
     select_by_fingerprint,
     split_issued,
+    validate_cacerts,
     verify_issued,
 )
 from tests.pki import NOW, make_ca, make_leaf
@@ -104,3 +108,87 @@ def test_verify_issued_refuses_other_pki_and_expired() -> None:
         verify_issued(future, [], [root.cert])
     with pytest.raises(TrustError, match="no trust anchor"):
         verify_issued(leaf, [], [])
+
+
+# --- /cacerts answers (RFC 7030 section 4.1.3) ---------------------------------------------
+
+
+def _ca_cert(
+    name: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey,
+    issuer: str, *, age_days: int,
+) -> x509.Certificate:  # fmt: skip
+    """A CA certificate for ``key`` named ``name``, signed by ``signer`` as ``issuer``."""
+
+    def named(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    return (
+        x509.CertificateBuilder()
+        .subject_name(named(name))
+        .issuer_name(named(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(days=age_days))
+        .not_valid_after(NOW + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False
+        )
+        .sign(signer, hashes.SHA256())
+    )
+
+
+def test_cacerts_root_and_its_intermediate_validate() -> None:
+    root = make_ca("Root")
+    issuing = make_ca("Issuing", root)
+    validate_cacerts([issuing.cert, root.cert])
+    validate_cacerts([root.cert])
+
+
+def test_cacerts_with_a_certificate_of_another_pki_is_refused() -> None:
+    root = make_ca("Root")
+    issuing = make_ca("Issuing", root)
+    stranger = make_ca("Stranger Issuing", make_ca("Stranger Root"))
+    with pytest.raises(TrustError, match=r"Stranger Issuing.*does not chain"):
+        validate_cacerts([issuing.cert, root.cert, stranger.cert])
+
+
+def test_cacerts_without_a_root_need_the_explicit_anchors() -> None:
+    root = make_ca("Root")
+    issuing = make_ca("Issuing", root)
+    with pytest.raises(TrustError, match="no root CA certificate"):
+        validate_cacerts([issuing.cert])
+    validate_cacerts([issuing.cert], [root.cert])
+    with pytest.raises(TrustError, match="does not chain"):
+        validate_cacerts([issuing.cert], [make_ca("Other Root").cert])
+
+
+def test_cacerts_during_a_root_key_rollover_validate() -> None:
+    """RFC 4210 section 4.4 rollover: OldWithOld, NewWithNew, and the two cross
+    certificates, all named the same; the most recent root is the anchor."""
+    old, new = _key(), _key()
+    old_with_old = _ca_cert("Root", old, old, "Root", age_days=400)
+    new_with_new = _ca_cert("Root", new, new, "Root", age_days=1)
+    new_with_old = _ca_cert("Root", new, old, "Root", age_days=1)
+    old_with_new = _ca_cert("Root", old, new, "Root", age_days=1)
+    issuing_key = _key()
+    issuing = _ca_cert("Issuing", issuing_key, new, "Root", age_days=1)
+    validate_cacerts([issuing, new_with_new, old_with_old, new_with_old, old_with_new])
+    forged = _ca_cert("Root", _key(), _key(), "Root", age_days=1)  # name fits, signer doesn't
+    with pytest.raises(TrustError, match="does not chain"):
+        validate_cacerts([issuing, new_with_new, forged])

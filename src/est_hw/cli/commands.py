@@ -49,12 +49,14 @@ def cacerts(**kwargs: Any) -> None:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from est_hw.cli.render import certificate_summary, emit_json
+    from est_hw.x509.trust import validate_cacerts
 
     as_json = start(kwargs)
     out = kwargs.pop("out")
     server = take(ServerArgs, kwargs).connect()
     with server.client() as client:
         certs = client.cacerts()
+    validate_cacerts(certs, server.trust.anchors)
     if out is not None:
         write_pem(out, certs)
     if as_json:

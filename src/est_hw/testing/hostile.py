@@ -313,6 +313,9 @@ class HostileAnswers:
             base64_headers.append(("Content-Transfer-Encoding", "base64"))
         enrolling = operation in ("simpleenroll", "simplereenroll")
         certs = self._certs(mode, request, response) if enrolling else None
+        if operation == "cacerts" and mode is M.BODY_UNTRUSTED_ISSUER:
+            own = pkcs7.load_der_pkcs7_certificates(right)
+            certs = pkcs7_certs_only([*own, stranger_ca().issuing_cert])
         if certs is not None:
             return Response(200, encode_base64_body(certs), base64_headers)
         if mode is M.BODY_EMPTY:

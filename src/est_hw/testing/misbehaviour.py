@@ -210,7 +210,8 @@ class Misbehaviour(enum.Enum):
     BODY_NOT_YET_VALID = ("body-not-yet-valid", "the issued certificate is valid from tomorrow")
     BODY_UNTRUSTED_ISSUER = (
         "body-untrusted-issuer",
-        "issued by a CA that does not chain to the anchor (that CA included)",
+        "issued by a CA that does not chain to the anchor (that CA included); on /cacerts:"
+        " the right CA certificates plus a CA of another PKI",
     )
     BODY_CA_CERTIFICATE = (
         "body-ca-certificate",

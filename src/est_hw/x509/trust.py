@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import (
     ExtensionPolicy,
@@ -135,6 +135,69 @@ def verify_issued(
     """
     if not anchors:
         raise TrustError("no trust anchor to validate the issued certificate against")
+    try:
+        return _path_to_anchor(leaf, intermediates, anchors, now)
+    except VerificationError as exc:
+        raise TrustError(
+            f"the issued certificate does not chain to the trust anchors: {exc}"
+        ) from None
+
+
+def validate_cacerts(
+    certs: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate] = (),
+    *,
+    now: datetime.datetime | None = None,
+) -> None:
+    """Validate a /cacerts answer before anyone uses it to build paths (RFC 7030 4.1.3).
+
+    The answer came over an authenticated connection and must hold the current root CA
+    certificate; every certificate that is not self-signed (intermediates, and the
+    NewWithOld / OldWithNew rollover certificates) must chain, by RFC 5280 path
+    validation, to the most recent self-signed certificate of the answer, or to one of
+    ``anchors`` (the explicit anchors the connection was authenticated with).
+
+    :raises TrustError: when a certificate does not chain.
+    """
+    roots = [cert for cert in certs if _self_signed(cert)]
+    newest = max(roots, key=lambda cert: cert.not_valid_before_utc, default=None)
+    trusted = [*([newest] if newest is not None else []), *anchors]
+    others = [cert for cert in certs if cert not in roots]
+    if others and not trusted:
+        raise TrustError("the /cacerts answer holds no root CA certificate (RFC 7030 4.1.3)")
+    for cert in others:
+        try:
+            _path_to_anchor(cert, others, trusted, now)
+        except VerificationError as exc:
+            raise TrustError(
+                f"/cacerts certificate {cert.subject.rfc4514_string()} does not chain to the "
+                f"root CA of the answer or to the trust anchors: {exc}"
+            ) from None
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _path_to_anchor(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    now: datetime.datetime | None,
+) -> list[x509.Certificate]:
+    """RFC 5280 path validation of ``leaf`` to ``anchors``; the path without the leaf.
+
+    CA certificates follow the web-PKI CA profile; the leaf's extensions are not
+    constrained (an EST leaf may lack a SAN, and a /cacerts leaf is itself a CA).
+
+    :raises VerificationError: when no valid path exists.
+    """
     builder = (
         PolicyBuilder()
         .store(Store(list(anchors)))
@@ -145,10 +208,5 @@ def verify_issued(
     )
     if now is not None:
         builder = builder.time(now)
-    try:
-        path = builder.build_client_verifier().verify(leaf, list(intermediates)).chain
-    except VerificationError as exc:
-        raise TrustError(
-            f"the issued certificate does not chain to the trust anchors: {exc}"
-        ) from None
+    path = builder.build_client_verifier().verify(leaf, list(intermediates)).chain
     return list(path[1:])
