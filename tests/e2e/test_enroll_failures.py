@@ -232,3 +232,22 @@ def test_pending_exits_7_and_the_next_run_resumes_with_the_same_key_and_csr(
     assert not [o for o in objects if o.kind.startswith("Data object")]
     first, second = [r.body for r in server.requests if r.path.endswith("/simpleenroll")]
     assert first == second  # the same CSR, signed by the same key
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["enroll", "--json", "--bogus"], "No such option '--bogus'"),
+        (["enroll", "--key-type", "ec-p999", "--json"], "Invalid value for '--key-type'"),
+    ],
+)
+def test_command_line_errors_are_json_with_json(cli: Cli, args: list[str], message: str) -> None:
+    """click's own parse errors: usage on stderr, exit 2, and the error object on stdout."""
+    result = cli(*args)
+    assert result.code == 2
+    assert "Usage: est-hw enroll" in result.stderr
+    error = result.json()
+    assert error["status"] == "error"
+    assert error["exit_code"] == 2
+    assert message in error["error"]
+    assert cli("enroll", "--bogus").stdout == ""  # without --json: nothing on stdout

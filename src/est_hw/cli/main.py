@@ -96,6 +96,11 @@ def main() -> None:
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
+        if _state["json"] or "--json" in sys.argv[1:]:  # a parse error: before setup_output
+            from est_hw.cli.render import emit_json
+
+            emit_json({"status": "error", "error": exc.format_message(),
+                       "exit_code": exc.exit_code})  # fmt: skip
         sys.exit(exc.exit_code)
     except EstHwError as exc:
         report_error(exc)
