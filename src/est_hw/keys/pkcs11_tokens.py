@@ -149,10 +149,15 @@ def load_module(module: str) -> Pkcs11Lib:
         raise TokenError(f"cannot load the PKCS#11 module {module} ({exc})") from exc
 
 
-def _tokens(lib: Pkcs11Lib, module: str) -> list[tuple[TokenInfo, pkcs11.Token]]:
+def _tokens(
+    lib: Pkcs11Lib, module: str, only_slot: int | None = None
+) -> list[tuple[TokenInfo, pkcs11.Token]]:
+    """The tokens present (``C_GetTokenInfo`` of each), or of ``only_slot`` alone."""
     result = []
     try:
         for slot in lib.get_slots(token_present=True):
+            if only_slot is not None and slot.slot_id != only_slot:
+                continue
             token = slot.get_token()
             info = TokenInfo(
                 slot=slot.slot_id,
@@ -174,7 +179,10 @@ def select_token(lib: Pkcs11Lib, selector: TokenSelector) -> tuple[TokenInfo, pk
     :raises TokenNotFoundError: none matches (the message lists the labels present), more
         than one does (it lists them and asks to pick one), or only an empty token does.
     """
-    tokens = _tokens(lib, selector.module)
+    # With a slot, only its token is read.  Other processes (``provision --jobs N``) may be
+    # rewriting the other tokens' files, and SoftHSM fails C_GetTokenInfo on a token it
+    # read mid-write with CKR_GENERAL_ERROR, then for good in this process.
+    tokens = _tokens(lib, selector.module, selector.slot)
     wanted = selector.describe()
     matches = [
         (info, token)
@@ -196,6 +204,8 @@ def select_token(lib: Pkcs11Lib, selector: TokenSelector) -> tuple[TokenInfo, pk
         )
     if matches:
         raise TokenNotFoundError(f"the token in slot {matches[0][0].slot:#x} is not initialised")
+    if selector.slot is not None:
+        tokens = _tokens(lib, selector.module)  # what is present, for the message
     present = ", ".join(repr(info.label) for info, _ in tokens if info.initialized)
     raise TokenNotFoundError(
         f"no token with {wanted} in {selector.module}; "
