@@ -136,3 +136,43 @@ def test_real_sigkill_while_the_server_holds_the_request(
     assert again.code == 0, again.stderr
     assert again.json()["resumed"] is True
     _assert_one_key_one_certificate(softhsm_token, ca_file)
+
+
+def _cut_short(token: SoftHsmToken, key_id: str) -> None:
+    """Make the private key ``key_id`` what SoftHSM leaves when a process is killed inside
+    C_GenerateKeyPair: id, label and every flag in place, but no usable private value
+    (here: the scalar 1, whose signatures the public key object does not verify)."""
+    import pkcs11
+    from pkcs11 import Attribute, KeyType, ObjectClass
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    lib = pkcs11.lib(token.module)
+    with lib.get_token(token_label=token.label).open(rw=True, user_pin=token.pin) as session:
+        (private,) = session.get_objects(
+            {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: bytes.fromhex(key_id)}
+        )
+        label = private[Attribute.LABEL]
+        private.destroy()
+        session.create_object({
+            Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.EC,
+            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.ID: bytes.fromhex(key_id),
+            Attribute.LABEL: label, Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1"),
+            Attribute.VALUE: (1).to_bytes(32, "big"),
+        })  # fmt: skip
+
+
+def test_a_key_generation_cut_short_is_made_again_by_the_rerun(
+    cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer
+) -> None:
+    server, ca_file = est_server()
+    killed = _enroll(cli, server.url, ca_file, softhsm_token, EST_HW_CRASH_AT="after-keygen")
+    assert killed.code == -signal.SIGKILL
+    (planned,) = [o for o in list_objects(softhsm_token) if o.kind.startswith("Private Key")]
+    _cut_short(softhsm_token, planned.id)
+
+    again = _enroll(cli, server.url, ca_file, softhsm_token)
+    assert again.code == 0, again.stderr
+    assert again.json()["resumed"] is False  # the key is new, as after "before-keygen"
+    # the same planned id, now on a key pair that works (the certificate matches it)
+    assert _assert_one_key_one_certificate(softhsm_token, ca_file) == planned.id

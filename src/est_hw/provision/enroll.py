@@ -23,7 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.hashes import SHA256
 
 from est_hw import faults, metrics
 from est_hw.errors import (
@@ -264,13 +267,42 @@ def pending_for(
 
 
 def planned_key(backend: KeyBackend, pending: PendingEnrollment | None) -> TokenKey | None:
-    """The key a journal record planned, if the run that wrote it got to make it."""
+    """The key a journal record planned, if the run that wrote it got to make it.
+
+    A planned key that has not signed a CSR yet (the record holds none) must work: a
+    process killed inside the token's key generation can leave the key pair's objects,
+    id and label included, without a usable private value (SoftHSM writes its objects
+    attribute by attribute).  Such a key, never used, is deleted, to be made again.
+    """
     if pending is None:
         return None
     try:
-        return backend.find_key(key_id=pending.key_id)
+        key = backend.find_key(key_id=pending.key_id)
     except KeyNotFoundError:
         return None
+    if pending.csr is None and not _signs(key):
+        log.info("key %s (id %s) cannot sign: its generation was cut short; making it again",
+                 key.label, pending.key_id.hex())  # fmt: skip
+        discard_key(backend, key)
+        return None
+    return key
+
+
+def _signs(key: TokenKey) -> bool:
+    """Does ``key`` sign, with a signature that its public key verifies?"""
+    data = b"est-hw: a key generation was interrupted; does this key sign?"
+    private, public = key.private_key, key.public_key()
+    try:
+        if isinstance(private, ec.EllipticCurvePrivateKey):
+            assert isinstance(public, ec.EllipticCurvePublicKey)
+            public.verify(private.sign(data, ec.ECDSA(SHA256())), data, ec.ECDSA(SHA256()))
+        else:
+            assert isinstance(public, rsa.RSAPublicKey)
+            pkcs1 = padding.PKCS1v15()
+            public.verify(private.sign(data, pkcs1, SHA256()), data, pkcs1, SHA256())
+    except (EstHwError, InvalidSignature):
+        return False
+    return True
 
 
 def already_stored(
