@@ -3,8 +3,14 @@
 For each (tokens, jobs): a fresh SoftHSM2 token dir with that many empty tokens, a plan
 that enrolls them all (``tokens = "all"``, the full chain as anchors, no /csrattrs), one
 timed ``est-hw provision PLAN --jobs J --json`` process; certificates per second (over
-the whole process, start-up included) and its peak RSS, against what the server alone
-issues to the minimal client with as many threads (target: at least 90 %).
+the whole process, start-up included, so with ``--jobs`` > 1 the start of the worker
+processes too) and its peak RSS, against what the server alone issues to the minimal
+client with as many threads (target: at least 90 %).  The peak RSS is that of the largest
+single process (est-hw or one of its workers, ``wait4``), not their sum.
+
+When the token dirs are on a tmpfs, ``disk_cases`` repeats a small batch with its token
+dir on disk, where SoftHSM2 fsyncs every object it writes: with worker processes the
+fsyncs of different tokens overlap.
 
 When this est-hw has no ``provision`` command the benchmark says so instead of measuring
 anything else in its place.  The plan format is docs/provisioning.md's; if the command
@@ -14,9 +20,11 @@ refuses the plan, the error is reported and the rest of the benchmark goes on.
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
-from bench.env import SOFTHSM_MODULE, TokenDir
+from bench.env import SOFTHSM_MODULE, TokenDir, TokenFactory, token_storage
 from bench.procs import ChildRun, child_env, run_child
 from bench.scenarios import Bench
 from bench.stats import summarize
@@ -24,6 +32,9 @@ from bench.stats import summarize
 TOKEN_COUNTS = (1, 10, 50)
 QUICK_TOKEN_COUNTS = (1, 10)
 JOBS = (1, 2, 4)
+#: the batch repeated with its token dir on disk (when the others are on a tmpfs)
+DISK_TOKENS = 10
+DISK_JOBS = (1, 4)
 #: issue target: provisioning throughput >= this share of what the server alone issues
 TARGET_SHARE = 0.90
 NOT_YET = "not yet measurable (no provision command)"
@@ -84,7 +95,43 @@ def provision_benchmark(
                 cases.append(case)
     except RuntimeError as exc:
         return {"status": f"provision failed: {str(exc)[:600]}", "plan": plan, "cases": cases}
-    return {"status": "measured", "plan": plan, "cases": cases}
+    answer: dict[str, Any] = {"status": "measured", "plan": plan, "cases": cases}
+    if _on_tmpfs(bench.tokens.root):
+        try:
+            answer["disk_cases"] = _disk_cases(bench, server_rate_per_jobs, quick=quick)
+        except RuntimeError as exc:
+            answer["disk_cases"] = f"provision failed: {str(exc)[:600]}"
+    return answer
+
+
+def _on_tmpfs(path: Path) -> bool:
+    """Whether ``path`` lies on a tmpfs (the longest mount point of /proc/mounts above it)."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return False
+    resolved = str(path.resolve())
+    above = [(point, fs) for point, fs in mounts
+             if resolved == point or resolved.startswith(point.rstrip("/") + "/")]  # fmt: skip
+    return bool(above) and max(above, key=lambda mount: len(mount[0]))[1] == "tmpfs"
+
+
+def _disk_cases(
+    bench: Bench, server_rate_per_jobs: dict[int, float], *, quick: bool
+) -> list[dict[str, Any]]:
+    """:data:`DISK_TOKENS` tokens at each of :data:`DISK_JOBS`, token dirs on disk."""
+    root, storage = token_storage(on_disk=True)
+    tmpfs_tokens = bench.tokens
+    bench.tokens = TokenFactory(root)
+    try:
+        return [
+            {**_case(bench, DISK_TOKENS, jobs, server_rate_per_jobs, quick=quick),
+             "storage": storage}
+            for jobs in DISK_JOBS
+        ]  # fmt: skip
+    finally:
+        bench.tokens = tmpfs_tokens
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _check_all_issued(child: ChildRun, count: int) -> dict[str, Any]:

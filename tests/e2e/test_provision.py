@@ -9,6 +9,7 @@ sees exactly them."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -27,13 +28,14 @@ from cryptography import x509
 from est_hw.testing.config import Response
 from tests.conftest import REPO, SO_PIN, SOFTHSM_MODULE, USER_PIN, SoftHsmToken
 from tests.e2e.conftest import EST_HW, Cli, CliResult, StartServer
-from tests.pkcs11_tool import list_objects
+from tests.pkcs11_tool import TokenObject, list_objects
 
 TRAY = 50
+WRONG_PIN = "wrong-PIN-kq7z"
 REPORT_FIELDS = {
     "device", "index", "group", "status", "token_label", "token_serial", "slot", "tcti",
     "key_label", "subject", "serial", "not_after", "resumed", "retry_after", "error",
-    "exit_code", "timings", "finished_at",
+    "exit_code", "timings", "started_at", "finished_at", "worker",
 }  # fmt: skip
 
 
@@ -115,20 +117,87 @@ def read_report(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+# --- processes, as /proc shows them (Linux) ---------------------------------------------------
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name; None when gone or a zombie."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return None if fields[0] in ("Z", "X") else fields
+
+
+def worker_processes(parent: int) -> dict[int, str]:
+    """The live worker processes (multiprocessing ``spawn`` children) of ``parent``, each
+    with its start time (to tell a reused pid apart)."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(int(entry.name))
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields and int(fields[1]) == parent and b"--multiprocessing-fork" in cmdline:
+            found[int(entry.name)] = fields[19]
+    return found
+
+
+def processes_with(variable: str, value: str) -> set[int]:
+    """The live processes whose environment has ``variable=value``."""
+    wanted = f"{variable}={value}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or entry.name == str(os.getpid()):
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if wanted in environ and _stat(int(entry.name)) is not None:
+            found.add(int(entry.name))
+    return found
+
+
+def wait_gone(processes: dict[int, str], timeout: float = 5.0) -> dict[int, str]:
+    """Wait until none of ``processes`` (pid: start time) runs; those still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = {pid: start for pid, start in processes.items()
+                 if (fields := _stat(pid)) is not None and fields[19] == start}  # fmt: skip
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def is_stub(obj: TokenObject) -> bool:
+    """An object that a process killed inside SoftHSM's object creation left behind.
+
+    SoftHSM creates the object file first and writes the attributes one by one, so a
+    SIGKILL in between (of ``est-hw`` or of a worker process dying with it) leaves an
+    object with neither label nor id (a data object, or a public key without its point).
+    It is no key anyone could use, and not est-hw's to delete.
+    """
+    return obj.label in ("", "''") and not obj.id
+
+
 def assert_one_key_and_certificate_each(tray: Tray, labels: tuple[str, ...]) -> None:
     """Exactly one key pair, one certificate with its id, no journal record left."""
     for label in labels:
-        objects = list_objects(tray.token(label))
+        everything = list_objects(tray.token(label))
+        objects = [o for o in everything if not is_stub(o)]
         private = [o for o in objects if o.kind.startswith("Private Key Object")]
-        assert len(private) == 1, (label, objects)
+        assert len(private) == 1, (label, everything)
         public = [o for o in objects if o.kind.startswith("Public Key Object")]
-        assert [o.id for o in public] == [private[0].id]
-        # no journal record is left; a process killed inside SoftHSM's object creation can
-        # leave an empty, unlabelled object behind, which is not est-hw's to delete
-        records = [o for o in objects if o.kind.startswith("Data object") and o.label != "''"]
-        assert not records, (label, objects)
+        assert [o.id for o in public] == [private[0].id], (label, everything)
+        records = [o for o in objects if o.kind.startswith("Data object")]
+        assert not records, (label, everything)
         certs = [o for o in objects if o.kind.startswith("Certificate Object")]
-        assert [o.id for o in certs].count(private[0].id) == 1, (label, objects)
+        assert [o.id for o in certs].count(private[0].id) == 1, (label, everything)
 
 
 def test_tray_of_50_issued_then_all_skipped(
@@ -165,7 +234,8 @@ def test_tray_of_50_issued_then_all_skipped(
             line["timings"]["phases_ms"]
         )
     assert sorted(line["index"] for line in lines) == list(range(1, TRAY + 1))
-    # one TLS connection per job thread, reused for all of its devices
+    # two worker processes, each with one TLS connection reused for all of its devices
+    assert len({line["worker"] for line in lines}) == 2
     assert len({record.connection for record in server.requests}) <= 2
     print(f"\n50 tokens, --jobs 2: {elapsed:.1f} s, {summary['devices_per_second']} devices/s")
 
@@ -203,8 +273,15 @@ def test_killed_midway_then_rerun_finishes_without_duplicates(
         if report.exists() and len(report.read_text().splitlines()) >= 10:
             break
         time.sleep(0.005)
+    workers = worker_processes(proc.pid)
+    assert len(workers) == 2
+    for pid in workers:  # the PIN went over a pipe: not on argv, not in the environment
+        assert USER_PIN.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert b"EST_HW_PIN=" not in Path(f"/proc/{pid}/environ").read_bytes()
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
+    # the workers die with est-hw: none goes on enrolling while the rerun starts
+    assert not wait_gone(workers)
     done_before = read_report(report)
     assert 10 <= len(done_before) < TRAY
 
@@ -221,12 +298,185 @@ def test_killed_midway_then_rerun_finishes_without_duplicates(
     assert_one_key_and_certificate_each(tray, tray.labels)
 
 
+def _span(line: dict[str, Any]) -> tuple[float, float]:
+    start = datetime.datetime.fromisoformat(line["started_at"]).timestamp()
+    return start, datetime.datetime.fromisoformat(line["finished_at"]).timestamp()
+
+
+def certain_keygen_overlap(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """Seconds during which devices ``a`` and ``b`` were certainly both generating keys.
+
+    Within the overlap W of their spans, each device spent at most (span - keygen) doing
+    anything else, so their key generations overlapped by at least
+    ``|W| - (span_a - keygen_a) - (span_b - keygen_b)``.
+    """
+    (start_a, end_a), (start_b, end_b) = _span(a), _span(b)
+    window = min(end_a, end_b) - max(start_a, start_b)
+    keygen_a = float(a["timings"]["phases_ms"]["keygen"]) / 1000
+    keygen_b = float(b["timings"]["phases_ms"]["keygen"]) / 1000
+    return window - (end_a - start_a - keygen_a) - (end_b - start_b - keygen_b)
+
+
+def test_jobs_are_worker_processes_generating_keys_at_the_same_time(
+    run: Cli, tmp_path: Path, tray_dir: Path, est_server: StartServer
+) -> None:
+    """12 tokens on 3 workers: separate processes whose key generations overlapped.
+
+    Threads of one process cannot pass: they share its pid, and the module lock lets one
+    of them into the token at a time.  In a worker the keygen phase is pure token time
+    (one device at a time, no lock to wait for), so the overlap bound is honest.
+    """
+    tray = make_tray(tray_dir, 12)
+    server, ca_file = est_server()
+    plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
+    plan.write_text(plan.read_text().replace('type = "ec-p256"', 'type = "rsa-2048"'))
+    report = tmp_path / "report.jsonl"
+    proc = subprocess.Popen(
+        [EST_HW, "provision", str(plan), "--jobs", "3", "--report", str(report), "--json"],
+        env={**run.env, **tray.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert json.loads(stdout)["issued"] == 12
+    lines = read_report(report)
+    workers = {line["worker"] for line in lines}
+    assert len(workers) == 3 and proc.pid not in workers
+    pairs = [(a, b) for a in lines for b in lines if a["worker"] < b["worker"]]
+    best = max(certain_keygen_overlap(a, b) for a, b in pairs)
+    assert best > 0, [(line["worker"], _span(line), line["timings"]) for line in lines]
+    print(f"\nkey generations on two workers overlapped by at least {best * 1000:.0f} ms")
+
+    again = run("provision", str(plan), "--jobs", "3", "--json", env=tray.env())
+    assert again.code == 0, again.stderr
+    assert (again.json()["issued"], again.json()["skipped"]) == (0, 12)
+    assert_one_key_and_certificate_each(tray, tray.labels)
+
+
+@pytest.mark.parametrize(("point", "jobs"), [("after-keygen", 2), ("after-answer", 2),
+                                             ("after-keygen", 1)])  # fmt: skip
+def test_a_crash_point_kills_the_whole_run_and_the_rerun_finishes_it(
+    run: Cli, tmp_path: Path, tray_dir: Path, est_server: StartServer, point: str, jobs: int
+) -> None:
+    tray = make_tray(tray_dir, 6)
+    server, ca_file = est_server()
+    plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
+    killed = run("provision", str(plan), "--jobs", str(jobs), "--json",
+                 env={**tray.env(), "EST_HW_CRASH_AT": point})  # fmt: skip
+    # est-hw itself was killed (by the worker that reached the point), not just a worker
+    assert killed.code == -signal.SIGKILL, killed.stderr
+    assert killed.stdout == ""
+    assert not _orphans(tray)
+
+    rerun = run("provision", str(plan), "--jobs", str(jobs), "--json", env=tray.env())
+    assert rerun.code == 0, rerun.stderr
+    summary = rerun.json()
+    assert summary["issued"] + summary["skipped"] == 6
+    assert summary["issued"] >= 1
+    assert_one_key_and_certificate_each(tray, tray.labels)
+
+
+def _orphans(tray: Tray) -> set[int]:
+    """Processes still running with the tray's token directory, after a grace period."""
+    deadline = time.monotonic() + 5
+    while (left := processes_with("SOFTHSM2_CONF", str(tray.conf))) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left
+
+
+def test_a_worker_that_dies_fails_its_devices_and_the_others_go_on(
+    run: Cli, tmp_path: Path, tray_dir: Path, est_server: StartServer
+) -> None:
+    tray = make_tray(tray_dir, 16)
+
+    def slow(operation: str, response: Response) -> Response:
+        if operation == "simpleenroll":
+            time.sleep(0.05)  # keeps the run long enough to kill a worker in the middle
+        return response
+
+    server, ca_file = est_server(response_hook=slow)
+    plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
+    report = tmp_path / "report.jsonl"
+    proc = subprocess.Popen(
+        [EST_HW, "provision", str(plan), "--jobs", "2", "--report", str(report), "--json"],
+        env={**run.env, **tray.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if report.exists() and len(report.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.005)
+    victim = min(worker_processes(proc.pid))
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 8, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads(stdout)
+    assert 1 <= summary["failed"] <= 2
+    assert summary["issued"] + summary["failed"] == 16
+    for failure in summary["failures"]:
+        assert "a worker process died" in failure["error"]
+        assert f"est-hw: {failure['device']}: failed: a worker process died" in stderr
+    lines = read_report(report)
+    assert len(lines) == 16
+    # the devices left went on on new workers
+    assert len({line["worker"] for line in lines if line["worker"] is not None}) >= 3
+
+    rerun = run("provision", str(plan), "--json", env=tray.env())
+    assert rerun.code == 0, rerun.stderr
+    # a device may have been finished just before its worker went down: then it is skipped
+    assert rerun.json()["issued"] + rerun.json()["skipped"] == 16
+    assert rerun.json()["issued"] <= summary["failed"]
+    assert_one_key_and_certificate_each(tray, tray.labels)
+
+
+def test_ctrl_c_finishes_the_devices_in_progress_and_starts_no_other(
+    run: Cli, tmp_path: Path, tray_dir: Path, est_server: StartServer
+) -> None:
+    tray = make_tray(tray_dir, 16)
+
+    def slow(operation: str, response: Response) -> Response:
+        if operation == "simpleenroll":
+            time.sleep(0.1)
+        return response
+
+    server, ca_file = est_server(response_hook=slow)
+    plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
+    report = tmp_path / "report.jsonl"
+    proc = subprocess.Popen(
+        [EST_HW, "provision", str(plan), "--jobs", "2", "--report", str(report)],
+        env={**run.env, **tray.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's job
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if report.exists() and len(report.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.005)
+    workers = worker_processes(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches est-hw and its workers
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert not wait_gone(workers)
+    reported = len(read_report(report))
+    touched = [label for label in tray.labels if list_objects(tray.token(label))]
+    # the devices in progress were finished (one key, one certificate, no journal), but
+    # no device was started after the interrupt
+    assert reported <= len(touched) <= reported + 2
+    assert_one_key_and_certificate_each(tray, tuple(touched))
+
+    rerun = run("provision", str(plan), "--json", env=tray.env())
+    assert rerun.code == 0, rerun.stderr
+    assert (rerun.json()["issued"], rerun.json()["skipped"]) == (16 - len(touched), len(touched))
+
+
 def test_a_failed_device_does_not_stop_the_others(
     run: Cli, tmp_path: Path, tray_dir: Path, est_server: StartServer
 ) -> None:
     tray = make_tray(tray_dir, 6)
     server, ca_file = est_server()
-    (tmp_path / "wrong-pin").write_text("9999\n")
+    # a PIN that cannot turn up by chance: "9999" once did, inside a random token serial
+    (tmp_path / "wrong-pin").write_text(f"{WRONG_PIN}\n")
     devices = f"""
 [[devices]]
 module = "{SOFTHSM_MODULE}"
@@ -262,7 +512,7 @@ pin_source = "env:EST_HW_UNSET_PIN"
     assert lines["no-such-token"]["exit_code"] == 4
     assert "EST_HW_UNSET_PIN" in lines["dev-06"]["error"]
     assert lines["dev-06"]["exit_code"] == 2
-    assert "9999" not in result.stdout + result.stderr + report.read_text()
+    assert WRONG_PIN not in result.stdout + result.stderr + report.read_text()
     assert "est-hw: dev-05: failed:" in result.stderr
     assert not list_objects(tray.token("dev-05"))
     assert_one_key_and_certificate_each(tray, ("dev-01", "dev-02", "dev-03", "dev-04"))

@@ -79,6 +79,7 @@ def provision(**kwargs: Any) -> int:
         return _dry_run(plan, devices, as_json)
     secrets = _group_secrets(plan)
     server = _connect(plan.server)
+    _forget_secret_variables(plan)
     progress = kwargs["progress"]
     if progress is None:
         progress = sys.stderr.isatty()
@@ -118,6 +119,31 @@ def _group_secrets(plan: Plan) -> dict[int, DeviceSecrets | EstHwError]:
         except EstHwError as exc:
             secrets[group.number] = exc
     return secrets
+
+
+def _secret_variables(plan: Plan) -> set[str]:
+    """The environment variables the plan's secrets are read from."""
+    from est_hw.cli.secrets import PASSWORD_ENV
+
+    sources = [plan.server.password_source]
+    for group in plan.groups:
+        if group.kind == "pkcs11":
+            sources.append(group.pin_source or PIN_SOURCE_DEFAULT)
+        sources += [group.owner_auth_source, group.key_auth_source]
+    names = {source[4:] for source in sources if source and source.startswith("env:")}
+    server = plan.server
+    if server.username and not server.password_file and not server.password_source:
+        names.add(PASSWORD_ENV)
+    return names
+
+
+def _forget_secret_variables(plan: Plan) -> None:
+    """Drop the variables that held the secrets, once read: the worker processes of
+    ``--jobs N`` inherit est-hw's environment, and they get the secrets over a pipe."""
+    import os
+
+    for name in _secret_variables(plan):
+        os.environ.pop(name, None)
 
 
 def _connect(server: ServerPlan) -> ServerSession:
@@ -224,7 +250,9 @@ def report_line(outcome: DeviceOutcome) -> dict[str, Any]:
         "error": outcome.error,
         "exit_code": outcome.exit_code,
         "timings": dict(outcome.timings),
+        "started_at": outcome.started_at.isoformat() if outcome.started_at else None,
         "finished_at": outcome.finished_at.isoformat(),
+        "worker": outcome.worker,
     }
 
 

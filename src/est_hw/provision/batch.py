@@ -1,27 +1,48 @@
 """Provisioning many devices at once: the plan's devices, enrolled concurrently.
 
 :func:`expand_devices` turns the plan's device groups into devices (listing the tokens of a
-PKCS#11 module for ``tokens = "all"``); :func:`run_batch` enrolls them on a thread pool
-and yields one :class:`DeviceOutcome` per device as each finishes.  Each device runs the
-ordinary flow, :func:`est_hw.provision.enroll`, on its own backend session, so resuming
-(the journal on the token), crash safety and verification are exactly those of
-``est-hw enroll``.  A device that already holds the planned key with a valid certificate
-is skipped; a device that fails is reported and the others go on.
+PKCS#11 module for ``tokens = "all"``); :func:`run_batch` enrolls them and yields one
+:class:`DeviceOutcome` per device as each finishes.  Each device runs the ordinary flow,
+:func:`est_hw.provision.enroll`, on its own backend session, so resuming (the journal on
+the token), crash safety and verification are exactly those of ``est-hw enroll``.  A
+device that already holds the planned key with a valid certificate is skipped; a device
+that fails is reported and the others go on.
 
-Connections: a job thread keeps one :class:`~est_hw.est.client.EstClient` and reuses its
-TLS connection for every device it enrolls, since all devices present the same HTTP
-credentials and no TLS client certificate.  PKCS#11 calls into one module are serialised
-(:func:`est_hw.keys.pkcs11_tokens.module_lock`); the network work overlaps.
+Concurrency: with more than one job the devices run on worker *processes*.
+python-pkcs11 initialises a module with ``C_Initialize(NULL)``, so calls into one module
+are serialised within a process (:func:`est_hw.keys.pkcs11_tokens.module_lock`); threads
+could overlap only the network work, while each worker process initialises the module
+itself and runs its token operations truly in parallel with the others.  Workers are
+started with ``spawn`` (PKCS#11 forbids using a module initialised before ``fork``), die
+with the ``est-hw`` process (``PR_SET_PDEATHSIG``), and ignore Ctrl-C, which the parent
+handles by letting the running devices finish.
+
+Connections: each worker (or, with one job, the one job thread) keeps one
+:class:`~est_hw.est.client.EstClient` and reuses its TLS connection for every device it
+enrolls, since all devices present the same HTTP credentials and no TLS client certificate.
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextlib
 import dataclasses
 import datetime
+import multiprocessing
+import os
+import signal
+import sys
 import threading
 from collections.abc import Generator, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -29,7 +50,7 @@ from typing import Any, Literal
 
 from cryptography import x509
 
-from est_hw import metrics
+from est_hw import faults, metrics
 from est_hw.errors import EnrollmentPendingError, EstHwError, UsageError
 from est_hw.est.client import EstClient
 from est_hw.keys.base import KeyBackend, KeyType, Secret
@@ -100,6 +121,9 @@ class DeviceOutcome:
 
     :param timings: :meth:`est_hw.metrics.Metrics.as_json` of this device alone.
     :param exit_code: the exit code of the error (0 when issued or skipped).
+    :param started_at: when work on the device began (None when it never did, or when
+        the worker process running it died).
+    :param worker: the id of the process that provisioned the device (None when it died).
     """
 
     device: Device
@@ -115,6 +139,8 @@ class DeviceOutcome:
     finished_at: datetime.datetime = field(
         default_factory=lambda: datetime.datetime.now(datetime.UTC)
     )
+    started_at: datetime.datetime | None = None
+    worker: int | None = field(default_factory=os.getpid)
 
 
 def expand_devices(plan: Plan) -> tuple[Device, ...]:
@@ -193,39 +219,105 @@ def run_batch(
     *,
     jobs: int = 4,
 ) -> Generator[DeviceOutcome, None, None]:
-    """Provision ``devices`` on ``jobs`` threads; yield each outcome as it is known.
+    """Provision ``devices``, ``jobs`` at a time; yield each outcome as it is known.
+
+    With one job (or one device) the devices run one after the other on a thread of this
+    process; with more, on ``min(jobs, len(devices))`` worker processes (see the module
+    docstring).  A worker that dies (killed, or crashed inside a PKCS#11 module) fails
+    the devices in progress on the pool, which stay resumable; the remaining devices go
+    on on a new pool.
 
     :param secrets: by group number, the group's secrets, or the error that resolving
         them raised (its devices then fail with it).
 
-    Closing the iterator early (e.g. on Ctrl-C) cancels the devices not started yet and
-    waits for the running ones, which stay resumable.
+    Closing the iterator early (e.g. on Ctrl-C) starts no further device and waits for
+    the running ones, which stay resumable.  Iterate it on a thread that outlives it: the
+    workers die with the thread that started them.
     """
     if jobs < 1:
         raise UsageError("jobs must be at least 1")
+    if min(jobs, len(devices)) <= 1:
+        yield from _run_on_thread(plan, devices, server, secrets)
+    else:
+        yield from _run_on_processes(plan, devices, server, secrets, jobs=min(jobs, len(devices)))
+
+
+def _run_on_thread(
+    plan: Plan,
+    devices: tuple[Device, ...],
+    server: ServerSession,
+    secrets: Mapping[int, DeviceSecrets | EstHwError],
+) -> Generator[DeviceOutcome, None, None]:
+    """One device after the other, on one job thread (the caller's thread only waits, so
+    Ctrl-C there does not interrupt a device)."""
     pooled = _PooledSession.of(server)
-    executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="est-hw-provision")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="est-hw-provision")
     try:
         queue = iter(devices)
-        running: set[Future[DeviceOutcome]] = set()
 
-        def submit_next() -> None:
+        def submit_next() -> Future[DeviceOutcome] | None:
             device = next(queue, None)
-            if device is not None:
-                running.add(executor.submit(provision_device, plan, device, pooled, secrets))
+            if device is None:
+                return None
+            return executor.submit(provision_device, plan, device, pooled, secrets)
 
-        # Never more submitted than running, so a cancelled run leaves nothing queued.
-        for _ in range(jobs):
-            submit_next()
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                running.discard(future)
-                submit_next()
-                yield future.result()
+        running = submit_next()
+        while running is not None:
+            outcome = running.result()
+            running = submit_next()  # the next device starts while this one is reported
+            yield outcome
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
         pooled.close_all()
+
+
+def _run_on_processes(
+    plan: Plan,
+    devices: tuple[Device, ...],
+    server: ServerSession,
+    secrets: Mapping[int, DeviceSecrets | EstHwError],
+    *,
+    jobs: int,
+) -> Generator[DeviceOutcome, None, None]:
+    """The devices on ``jobs`` worker processes, never more submitted than running.
+
+    A group whose secrets could not be read fails its devices here, without a worker
+    (only resolved secrets go to the workers).
+    """
+    sendable = {n: s for n, s in secrets.items() if isinstance(s, DeviceSecrets)}
+    pool = _WorkerPool(jobs, plan, server, sendable)
+    queue = collections.deque(devices)
+    running: dict[Future[DeviceOutcome], Device] = {}
+    ready: collections.deque[DeviceOutcome] = collections.deque()
+
+    def fill() -> None:
+        # Never more submitted than running, so a cancelled run leaves nothing queued.
+        while queue and len(running) < jobs and not pool.broken:
+            device = queue[0]
+            if isinstance(secrets.get(device.group.number), EstHwError):
+                ready.append(provision_device(plan, queue.popleft(), server, secrets))
+                continue
+            future = pool.submit(device)
+            if future is not None:
+                running[future] = queue.popleft()
+
+    try:
+        fill()
+        while queue or running or ready:
+            while ready:
+                yield ready.popleft()
+            if not running:
+                if queue:  # the pool broke: new workers for the devices left
+                    pool.restart()
+                    fill()
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = pool.outcome(future, running.pop(future))
+                fill()
+                yield outcome
+    finally:
+        pool.close()
 
 
 def provision_device(
@@ -235,6 +327,17 @@ def provision_device(
     secrets: Mapping[int, DeviceSecrets | EstHwError],
 ) -> DeviceOutcome:
     """Provision one device; every error becomes a ``failed`` (or ``pending``) outcome."""
+    started = datetime.datetime.now(datetime.UTC)
+    outcome = _provision_device(plan, device, server, secrets)
+    return dataclasses.replace(outcome, started_at=started)
+
+
+def _provision_device(
+    plan: Plan,
+    device: Device,
+    server: ServerSession,
+    secrets: Mapping[int, DeviceSecrets | EstHwError],
+) -> DeviceOutcome:
     names: DeviceNames | None = None
     with metrics.recording() as recorded:
         try:
@@ -400,3 +503,165 @@ class _PooledSession(ServerSession):
             for client in self.kept:
                 client.close()
             self.kept.clear()
+
+
+# --- worker processes -------------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WORKER_DIED = (
+    "a worker process died while this device was in progress (killed, or a crash in the "
+    "token's library); the devices in progress were stopped and stay resumable: run the "
+    "plan again"
+)
+
+
+@dataclass(frozen=True)
+class _WorkerState:
+    """What a worker process holds for its lifetime (set by :func:`_worker_start`)."""
+
+    plan: Plan
+    server: _PooledSession
+    secrets: Mapping[int, DeviceSecrets]
+
+
+#: In a worker process, under "state": its state, or why it could not start.
+_worker: dict[str, _WorkerState | str] = {}
+
+
+class _WorkerPool:
+    """The worker processes of one run; a new set replaces them when one has died.
+
+    When a worker dies, :class:`ProcessPoolExecutor` marks the pool broken and stops the
+    other workers: every device in progress fails (each is resumable, as after a killed
+    run).  The devices not started yet go to a new pool, so each broken pool costs at least
+    one device and a run always ends.
+    """
+
+    def __init__(
+        self, jobs: int, plan: Plan, server: ServerSession, secrets: Mapping[int, DeviceSecrets]
+    ) -> None:
+        self.jobs = jobs
+        self.plan = plan
+        # ServerSession pickles with its certificates as DER; secrets go over the pipe.
+        self.initargs = (os.getpid(), plan, server, secrets)
+        self.executor: ProcessPoolExecutor | None = None
+        self.broken = False
+
+    def submit(self, device: Device) -> Future[DeviceOutcome] | None:
+        """Start ``device`` on a worker (starting the workers first); None once broken.
+
+        :raises EstHwError: a worker process cannot be started (e.g. out of processes).
+        """
+        if self.broken:
+            return None
+        try:
+            with _sigint_blocked():
+                if self.executor is None:
+                    self.executor = ProcessPoolExecutor(
+                        self.jobs,
+                        mp_context=multiprocessing.get_context("spawn"),
+                        initializer=_worker_start,
+                        initargs=self.initargs,
+                    )
+                return self.executor.submit(_provision_in_worker, device)
+        except BrokenProcessPool:
+            self.broken = True
+            return None
+        except OSError as exc:
+            raise EstHwError(f"cannot start a worker process: {exc}") from None
+
+    def outcome(self, future: Future[DeviceOutcome], device: Device) -> DeviceOutcome:
+        """The outcome a worker sent back, or the failure that its death means."""
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self.broken = True
+            return self._failed(device, WORKER_DIED)
+        except Exception as exc:  # e.g. an outcome that could not be sent back
+            return self._failed(device, f"internal error: {type(exc).__name__}: {exc}")
+
+    def restart(self) -> None:
+        """Drop the broken pool: the next :meth:`submit` starts new workers."""
+        self._shutdown()
+        self.broken = False
+
+    def close(self) -> None:
+        """Wait for the running devices (none is started any more) and stop the workers."""
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
+
+    def _failed(self, device: Device, error: str) -> DeviceOutcome:
+        try:
+            names: DeviceNames | None = self.plan.names_for(device.variables())
+        except EstHwError:
+            names = None
+        return DeviceOutcome(device, "failed", names, error=error, exit_code=1, worker=None)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while workers are spawned.
+
+    A worker inherits the mask, so the Ctrl-C that the terminal sends to the whole
+    process group cannot kill it while it starts up (:func:`_worker_start` then ignores
+    SIGINT: est-hw itself decides what a Ctrl-C stops).  A SIGINT that arrives meanwhile
+    reaches est-hw when the mask is restored.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _worker_start(
+    parent: int, plan: Plan, server: ServerSession, secrets: Mapping[int, DeviceSecrets]
+) -> None:
+    """Set up a worker process (the pool's initializer); never raises, since a failing
+    initializer would break the pool with a traceback: a failure is kept in
+    :data:`_worker` and fails the devices sent here."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        _die_with(parent)
+    except OSError as exc:
+        _worker["state"] = f"the worker process cannot be tied to est-hw's lifetime ({exc})"
+        return
+    faults.kill_parent_too(parent)
+    pooled = _PooledSession.of(server)
+    atexit.register(pooled.close_all)
+    _worker["state"] = _WorkerState(plan, pooled, secrets)
+
+
+def _die_with(parent: int) -> None:
+    """Make the kernel SIGKILL this process when ``parent`` (est-hw) dies, on Linux.
+
+    Otherwise a killed ``est-hw provision`` would leave workers that keep enrolling while
+    a rerun starts on the same tokens.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"prctl(PR_SET_PDEATHSIG): {os.strerror(errno)}")
+    if os.getppid() != parent:  # est-hw died before the line above took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _provision_in_worker(device: Device) -> DeviceOutcome:
+    """Provision ``device`` in a worker process, with the worker's plan, client and secrets."""
+    state = _worker.get("state", "the worker process was not set up")
+    if not isinstance(state, _WorkerState):
+        error = state
+        return DeviceOutcome(device, "failed", error=error, exit_code=1)
+    return provision_device(state.plan, device, state.server, state.secrets)

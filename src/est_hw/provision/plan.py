@@ -104,6 +104,19 @@ class ValuesPlan:
     columns: tuple[str, ...]
     rows: Mapping[str, Mapping[str, str]]
 
+    def __reduce__(self) -> tuple[Callable[..., ValuesPlan], tuple[Any, ...]]:
+        """Pickle the (read-only) rows as dicts: plans go to provisioning workers."""
+        rows = {value: dict(row) for value, row in self.rows.items()}
+        return _values_plan, (self.csv, self.match, self.columns, rows)
+
+
+def _values_plan(
+    csv: Path, match: str, columns: tuple[str, ...], rows: dict[str, dict[str, str]]
+) -> ValuesPlan:
+    """A :class:`ValuesPlan` with read-only rows (how one is unpickled)."""
+    frozen = {value: MappingProxyType(row) for value, row in rows.items()}
+    return ValuesPlan(csv, match, columns, MappingProxyType(frozen))
+
 
 @dataclass(frozen=True)
 class DeviceGroup:

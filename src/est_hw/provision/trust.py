@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from est_hw.errors import UsageError
 from est_hw.est.auth import HttpCredentials
@@ -54,6 +58,43 @@ class ServerSession:
             credentials=self.credentials,
             timeout=self.timeout,
         )
+
+    def __reduce__(self) -> tuple[Callable[[_PickledSession], ServerSession], tuple[Any, ...]]:
+        """Pickle as a plain session with its certificates in DER (``cryptography``'s
+        certificates do not pickle): provisioning workers rebuild it.  The credentials'
+        password travels as a :class:`~est_hw.keys.base.Secret` (over a pipe, never argv).
+        """
+        der = serialization.Encoding.DER
+        trust = {f.name: getattr(self.trust, f.name) for f in dataclasses.fields(self.trust)}
+        trust["anchors"] = tuple(cert.public_bytes(der) for cert in self.trust.anchors)
+        pickled = _PickledSession(
+            self.endpoint,
+            trust,
+            tuple(cert.public_bytes(der) for cert in self.cacerts),
+            self.credentials,
+            self.timeout,
+        )
+        return _server_session, (pickled,)
+
+
+@dataclass(frozen=True)
+class _PickledSession:
+    """A :class:`ServerSession` with its certificates as DER (``trust``: the fields of
+    its :class:`ServerTrust`)."""
+
+    endpoint: EstEndpoint
+    trust: dict[str, Any]
+    cacerts: tuple[bytes, ...]
+    credentials: HttpCredentials | None
+    timeout: float
+
+
+def _server_session(pickled: _PickledSession) -> ServerSession:
+    """The :class:`ServerSession` that :meth:`ServerSession.__reduce__` pickled."""
+    anchors = tuple(x509.load_der_x509_certificate(der) for der in pickled.trust["anchors"])
+    trust = ServerTrust(**{**pickled.trust, "anchors": anchors})
+    cacerts = tuple(x509.load_der_x509_certificate(der) for der in pickled.cacerts)
+    return ServerSession(pickled.endpoint, trust, cacerts, pickled.credentials, pickled.timeout)
 
 
 def establish_trust(
