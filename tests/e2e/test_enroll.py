@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import PolicyBuilder, Store
 
+from est_hw.x509.names import serial_hex
 from tests.conftest import SoftHsmToken
 from tests.e2e.conftest import Cli, StartServer
 from tests.pkcs11_tool import list_objects, public_key_matches, read_object
@@ -54,7 +55,7 @@ def test_enroll_stores_a_matching_certificate_beside_a_sensitive_key(
     assert leaf_objects[0].label == "dev-1"
 
     cert = x509.load_der_x509_certificate(read_object(softhsm_token, "cert", key_id))
-    assert format(cert.serial_number, "x") == out["serial_number"]
+    assert serial_hex(cert.serial_number) == out["serial_number"]
     assert public_key_matches(softhsm_token, key_id, cert.public_key())
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.DNSName) == ["dev-1.example"]
@@ -119,7 +120,7 @@ def test_enroll_with_uri_label_auth_and_out_file(
     assert result.json()["key_label"] == "tray-key"
     certs = x509.load_pem_x509_certificates(out_pem.read_bytes())
     assert len(certs) == 3
-    assert format(certs[0].serial_number, "x") == result.json()["serial_number"]
+    assert serial_hex(certs[0].serial_number) == result.json()["serial_number"]
     assert all(r.path.startswith("/.well-known/est/tray7/") for r in server.requests)
     assert "s3cret-pw" not in result.stdout + result.stderr
 

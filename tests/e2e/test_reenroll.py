@@ -14,6 +14,7 @@ from est_hw.est.messages import encode_csrattrs
 from est_hw.keys.base import KeyType, Secret
 from est_hw.keys.pkcs11 import TokenSelector, open_pkcs11
 from est_hw.testing.config import Response
+from est_hw.x509.names import serial_hex
 from tests.conftest import SoftHsmToken
 from tests.e2e.conftest import Cli, CliResult, StartServer
 from tests.e2e.test_enroll_failures import _other_key_certificate, _snapshot
@@ -75,7 +76,7 @@ def test_reenroll_with_the_token_key_signing_tls(
     (private,) = [o for o in list_objects(softhsm_token) if o.kind.startswith("Private Key")]
     assert "never extractable" in private.attrs["Access"]
     (leaf,) = _leaf_certs(softhsm_token, [first["key_id"]])
-    assert format(leaf.serial_number, "x") == out["serial_number"]
+    assert serial_hex(leaf.serial_number) == out["serial_number"]
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.DNSName) == ["dev-7.example"]
     assert public_key_matches(softhsm_token, first["key_id"], leaf.public_key())

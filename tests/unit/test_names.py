@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from est_hw.errors import UsageError
-from est_hw.x509.names import format_san, parse_san, parse_subject
+from est_hw.x509.names import format_san, parse_san, parse_subject, serial_hex
 
 
 def test_subject_rfc4514() -> None:
@@ -55,3 +55,21 @@ def test_dns_san_round_trip(host: str) -> None:
 @given(st.ip_addresses())
 def test_ip_san_round_trip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
     assert parse_san(format_san(x509.IPAddress(address))) == x509.IPAddress(address)
+
+
+def test_serial_hex_is_whole_octets() -> None:
+    assert serial_hex(0xFA3) == "0fa3"
+    assert serial_hex(0x0FA399904C7F25BF829D994E3C327F19B9176EE0) == (
+        "0fa399904c7f25bf829d994e3c327f19b9176ee0"
+    )
+    assert serial_hex(1) == "01"
+    assert serial_hex(0) == "00"
+
+
+@given(st.integers(min_value=0, max_value=2**160 - 1))
+def test_serial_hex_round_trips(serial: int) -> None:
+    text = serial_hex(serial)
+    assert int(text, 16) == serial
+    assert len(text) % 2 == 0
+    assert text == text.lower()
+    assert len(text) <= 2 or not text.startswith("00")

@@ -94,6 +94,7 @@ def timed(command: Callable[..., None]) -> Callable[..., None]:
 
 def _render(result: EnrollResult, status: str, as_json: bool, out: Path | None) -> None:
     from est_hw.cli.render import certificate_summary, emit_json, emit_lines
+    from est_hw.x509.names import serial_hex
 
     if out is not None:
         write_pem(out, [result.certificate, *result.chain])
@@ -112,7 +113,7 @@ def _render(result: EnrollResult, status: str, as_json: bool, out: Path | None) 
         "resumed": result.resumed,
     }
     if result.previous is not None:
-        fields["previous_serial_number"] = format(result.previous.serial_number, "x")
+        fields["previous_serial_number"] = serial_hex(result.previous.serial_number)
         fields["rekeyed"] = result.previous.public_key() != result.certificate.public_key()
     recorded = _timings["metrics"]
     if recorded is not None:

@@ -14,12 +14,13 @@ if TYPE_CHECKING:
 
 def certificate_summary(cert: x509.Certificate) -> dict[str, Any]:
     """The fields of a certificate that users look at, JSON-ready."""
+    from est_hw.x509.names import serial_hex
     from est_hw.x509.trust import fingerprint
 
     return {
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
-        "serial_number": format(cert.serial_number, "x"),
+        "serial_number": serial_hex(cert.serial_number),
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "fingerprint": fingerprint(cert),

@@ -62,7 +62,7 @@ from est_hw.provision.plan import DeviceGroup, DeviceNames, Plan
 from est_hw.provision.trust import ServerSession
 from est_hw.tls.settings import ClientIdentity, TlsSettings
 from est_hw.x509.csr import CsrContent
-from est_hw.x509.names import parse_san, parse_subject
+from est_hw.x509.names import parse_san, parse_subject, serial_hex
 
 Status = Literal["issued", "skipped", "failed", "pending"]
 
@@ -374,7 +374,7 @@ def _enroll_device(
     done = existing_enrollment(backend, names.key_label)
     if done is not None:
         return DeviceOutcome(device, "skipped", names,
-                             serial_number=format(done.serial_number, "x"),
+                             serial_number=serial_hex(done.serial_number),
                              not_after=done.not_valid_after_utc,
                              timings=recorded.as_json())  # fmt: skip
     content = CsrContent(
@@ -394,7 +394,7 @@ def _enroll_device(
         device,
         "issued",
         names,
-        serial_number=format(certificate.serial_number, "x"),
+        serial_number=serial_hex(certificate.serial_number),
         not_after=certificate.not_valid_after_utc,
         resumed=result.resumed,
         timings=recorded.as_json(),

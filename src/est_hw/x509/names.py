@@ -1,7 +1,8 @@
-"""Parsing of the subject and subjectAltName a user asks for on the command line.
+"""Names and numbers of certificates as users write and read them.
 
 Subjects are RFC 4514 strings; SANs are ``dns:NAME``, ``ip:ADDR``, ``uri:URI`` or
-``email:ADDR`` (RFC 5280 section 4.2.1.6 GeneralName choices).
+``email:ADDR`` (RFC 5280 section 4.2.1.6 GeneralName choices); serial numbers are shown
+as the hex of their octets (:func:`serial_hex`).
 """
 
 from __future__ import annotations
@@ -63,3 +64,10 @@ def format_san(name: x509.GeneralName) -> str:
     if isinstance(name, x509.RFC822Name):
         return f"email:{name.value}"
     return f"other:{name!r}"
+
+
+def serial_hex(serial: int) -> str:
+    """A certificate serial number (RFC 5280 section 4.1.2.2) as lower-case hex of whole
+    octets, e.g. ``0fa3`` rather than ``fa3``: the digits ``openssl x509 -serial`` and
+    pkcs11-tool print, so reports can be matched with them."""
+    return serial.to_bytes(max(1, (serial.bit_length() + 7) // 8), "big").hex()
