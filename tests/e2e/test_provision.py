@@ -588,9 +588,12 @@ match = "token_label"
     report = tmp_path / "report.jsonl"
     dry = run("provision", str(plan), "--dry-run", "--json", env=tray.env())
     assert dry.code == 0, dry.stderr
-    assert [row["key_label"] for row in dry.json()["devices"]] == [
+    rows = dry.json()["devices"]
+    assert [row["key_label"] for row in rows] == [
         "asset-A-1001", "asset-A-1002", "asset-A-1003"
     ]  # fmt: skip
+    assert [row["index"] for row in rows] == [1, 2, 3]  # numbers, as in the report
+    assert all(isinstance(row["slot"], int) for row in rows)
     result = run("provision", str(plan), "--report", str(report), env=tray.env())
     assert result.code == 0, result.stderr
     lines = {line["token_label"]: line for line in read_report(report)}

@@ -282,8 +282,11 @@ def _dry_run(plan: Plan, devices: tuple[Device, ...], as_json: bool) -> int:
 
     rows = []
     for device in devices:
-        row: dict[str, Any] = {"device": device.name, "index": device.index,
-                               **device.variables()}  # fmt: skip
+        # the template variables, with the numbers as numbers (as in the report)
+        row: dict[str, Any] = {"device": device.name, **device.variables(),
+                               "index": device.index}  # fmt: skip
+        if device.slot is not None:
+            row["slot"] = device.slot
         try:
             names = plan.names_for(device.variables())
             row.update(key_label=names.key_label, subject=names.subject, san=list(names.sans))
