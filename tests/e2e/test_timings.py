@@ -20,11 +20,15 @@ def test_enroll_timings_count_one_handshake_and_the_minimum_requests(
         "http_requests": 2,  # /simpleenroll, then /cacerts for the intermediate
         "token_signatures": 1,  # the CSR
     }
-    for phase in ("token_open", "keygen", "csr_sign", "tls_handshake", "http", "verify", "store"):
+    phases = ("token_open", "keygen", "csr_sign", "tls_handshake", "http", "verify", "store",
+              "journal")  # fmt: skip
+    for phase in phases:
         assert timings["phases_ms"][phase] >= 0
+    # the journal is not nested in another phase: the disjoint ones fit in the total
     assert timings["total_ms"] >= sum(
-        timings["phases_ms"][p] for p in ("keygen", "csr_sign", "verify", "store")
+        timings["phases_ms"][p] for p in ("keygen", "csr_sign", "verify", "store", "journal")
     )
+    assert timings["phases_ms"]["journal"] > 0  # a record written, updated and removed
     posts = [r for r in server.requests if r.method == "POST"]
     assert len({r.connection for r in server.requests}) == 1 and len(posts) == 1
 

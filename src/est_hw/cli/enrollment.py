@@ -88,7 +88,7 @@ def timed(command: Callable[..., None]) -> Callable[..., None]:
         "--timings",
         is_flag=True,
         help="Report time per phase (token open, keygen, CSR signing, TLS handshake, HTTP, "
-        "verify, store) and counts of TLS handshakes, HTTP requests and token signatures.",
+        "verify, store, journal) and counts of TLS handshakes, HTTP requests and token signatures.",
     )(wrapper)
 
 

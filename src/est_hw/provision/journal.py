@@ -14,6 +14,7 @@ import datetime
 import json
 from dataclasses import asdict, dataclass, replace
 
+from est_hw import metrics
 from est_hw.errors import TokenError
 from est_hw.keys.base import KeyBackend
 
@@ -80,13 +81,18 @@ class Journal:
     def __init__(self, backend: KeyBackend) -> None:
         self._backend = backend
 
+    # Each call is token work, timed as the ``journal`` phase of --timings.
+
     def load(self, key_label: str) -> PendingEnrollment | None:
-        data = self._backend.get_record(_PREFIX + key_label)
+        with metrics.phase("journal"):
+            data = self._backend.get_record(_PREFIX + key_label)
         return PendingEnrollment.from_bytes(data) if data is not None else None
 
     def save(self, entry: PendingEnrollment) -> PendingEnrollment:
-        self._backend.put_record(_PREFIX + entry.key_label, entry.to_bytes())
+        with metrics.phase("journal"):
+            self._backend.put_record(_PREFIX + entry.key_label, entry.to_bytes())
         return entry
 
     def clear(self, key_label: str) -> None:
-        self._backend.delete_record(_PREFIX + key_label)
+        with metrics.phase("journal"):
+            self._backend.delete_record(_PREFIX + key_label)
