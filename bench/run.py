@@ -137,8 +137,13 @@ def measure(args: argparse.Namespace, work: Path, token_root: Path) -> dict[str,
             "2 parallel est-hw processes",
             lambda: scenarios.parallel_enroll_rate(bench, par_batches, per_worker),
         )
+        token_rates = progress.step(
+            "token-alone rate at 1, 2, 4 processes",
+            lambda: scenarios.token_parallel_rates(bench, (1, 2, 4), 10, batches),
+        )
         results["rates"] = {
             "server_alone_per_s": server_rates,
+            "token_alone_per_s": token_rates,
             "est_hw_sequential_per_s": round(sequential, 2),
             "est_hw_2_processes": parallel,
         }

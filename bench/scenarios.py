@@ -576,6 +576,47 @@ def token_alone_probe(bench: Bench) -> Probe:
     return probe
 
 
+def run_concurrently(argvs: Sequence[list[str]], env: Mapping[str, str]) -> list[ChildRun]:
+    """Start every ``argv`` at once (one thread each) and wait for all of them."""
+    runs: list[ChildRun] = []
+    lock = threading.Lock()
+
+    def one(argv: list[str]) -> None:
+        child = run_child(argv, env)
+        with lock:
+            runs.append(child)
+
+    threads = [threading.Thread(target=one, args=(argv,)) for argv in argvs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return runs
+
+
+def token_parallel_rates(
+    bench: Bench, jobs: Sequence[int], per_process: int, batches: int
+) -> dict[str, dict[str, float]]:
+    """Devices per second the token alone manages with J processes at once
+    (bench/token_alone.py, python-pkcs11 only, ``per_process`` tokens each, one after
+    another), all tokens in one token dir as ``est-hw provision`` finds them: the
+    ceiling of provisioning on this token at that concurrency."""
+    script = str(Path(__file__).with_name("token_alone.py"))
+    rates: dict[str, dict[str, float]] = {}
+    for count in jobs:
+        samples: list[float] = []
+        for _ in range(batches):
+            token_dir = bench.tokens.new(count * per_process, prefix="parallel")
+            labels = list(token_dir.labels)
+            argvs = [[bench.python, script, SOFTHSM_MODULE, *labels[i::count]]
+                     for i in range(count)]  # fmt: skip
+            runs = run_concurrently(argvs, child_env(token_dir.env()))
+            done = [json.loads(run.check().stdout) for run in runs]
+            samples.append(sum(d["devices"] * 1000 / d["ms"] for d in done))
+        rates[f"{count}_process"] = summarize(samples).as_json()
+    return rates
+
+
 def summarize_token_alone(samples: Sequence[dict[str, float]]) -> dict[str, object]:
     steps = {step: summarize(s[step] for s in samples).as_json() for step in samples[0]}
     totals = [sum(s[step] for step in ("open", "keygen", "sign", "store")) for s in samples]
@@ -606,12 +647,13 @@ _IMPORT_TIMER = (
 )
 
 
-#: Imports library modules in a fresh process the way est-hw does: click first (start-up,
-#: outside the window), tlslite-ng's package registered without running its __init__
+#: Imports library modules in a fresh process the way est-hw does: est_hw.cli.main first
+#: (start-up, outside the window, as in :data:`_IMPORT_TIMER`; it imports none of these
+#: libraries), tlslite-ng's package registered without running its __init__
 #: (est_hw.tls.tlslite_package), then the modules in order, timed.
 _LIBRARY_TIMER = (
     "import importlib, importlib.util, json, sys, time\n"
-    "import click\n"
+    "import est_hw.cli.main\n"
     "start = time.perf_counter()\n"
     "spec = importlib.util.find_spec('tlslite')\n"
     "sys.modules['tlslite'] = importlib.util.module_from_spec(spec)\n"
@@ -624,7 +666,8 @@ _LIBRARY_TIMER = (
 def library_import_probe(bench: Bench, modules: Sequence[str]) -> Probe:
     """The libraries est-hw's enrollment imports inside the command (cryptography,
     httpx, tlslite-ng, ... without python-pkcs11, which is token time), imported in a
-    fresh process without any est_hw module: ms in all.  No client written on these
+    fresh process after est-hw's start-up but without est-hw's own modules of the
+    command: ms in all.  No client written on these
     libraries can import them faster; what est-hw's own modules add is the difference
     to :func:`lazy_import_probe`."""
 

@@ -1,7 +1,8 @@
 """The "token alone" baseline: the PKCS#11 calls of one enrollment, with python-pkcs11 only.
 
-Usage: ``python bench/token_alone.py MODULE TOKEN_LABEL`` (SOFTHSM2_CONF and EST_HW_PIN in
-the environment).  Prints one JSON object, milliseconds per step:
+Usage: ``python bench/token_alone.py MODULE TOKEN_LABEL [TOKEN_LABEL ...]`` (SOFTHSM2_CONF
+and EST_HW_PIN in the environment).  With one label it prints one JSON object,
+milliseconds per step:
 
 - ``import``: importing python-pkcs11;
 - ``open``: loading the module, finding the token, opening a session, logging in;
@@ -10,6 +11,11 @@ the environment).  Prints one JSON object, milliseconds per step:
 - ``store``: three certificate objects (the leaf, the issuing CA and the root);
 - ``journal``: what est-hw's enrollment journal does (create a private data object,
   create its successor and destroy the first, destroy the successor; with the searches).
+
+With several labels it does all the steps on each token in turn (one device after
+another, as one provisioning worker does) and prints ``{"devices": N, "ms": T}``, T being
+the time from the first open to the last close, without the import: run it as J processes
+at once to see what the token alone manages at J-way concurrency.
 
 Nothing of est-hw is imported: this is what the token itself costs for those steps.
 """
@@ -21,10 +27,27 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 
 def main(argv: list[str]) -> int:
-    module, label = argv[1], argv[2]
+    module, labels = argv[1], argv[2:]
+    if len(labels) > 1:
+        import pkcs11
+
+        start = time.perf_counter()
+        for label in labels:
+            one_device(pkcs11.lib(module), label)
+        elapsed = (time.perf_counter() - start) * 1000
+        print(json.dumps({"devices": len(labels), "ms": round(elapsed, 2)}))
+        return 0
+    print(json.dumps(one_device(None, labels[0], module)))
+    return 0
+
+
+def one_device(lib: Any, label: str, module: str = "") -> dict[str, float]:
+    """The token steps of one enrollment on token ``label``; ms per step.  ``lib`` is
+    the loaded module, or None to import python-pkcs11 and load ``module`` (timed)."""
     times: dict[str, float] = {}
     mark = time.perf_counter()
 
@@ -39,7 +62,7 @@ def main(argv: list[str]) -> int:
     from pkcs11.util.ec import encode_named_curve_parameters
 
     lap("import")
-    token = pkcs11.lib(module).get_token(token_label=label)
+    token = (lib if lib is not None else pkcs11.lib(module)).get_token(token_label=label)
     session = token.open(rw=True, user_pin=os.environ["EST_HW_PIN"])
     lap("open")
     params = session.create_domain_parameters(
@@ -60,7 +83,7 @@ def main(argv: list[str]) -> int:
     )
     lap("keygen")
     digest = hashlib.sha256(os.urandom(300)).digest()
-    private.sign(digest, mechanism=Mechanism.ECDSA)  # type: ignore[attr-defined]
+    private.sign(digest, mechanism=Mechanism.ECDSA)  # type: ignore[union-attr]
     lap("sign")
     for number in range(3):
         session.create_object(
@@ -95,8 +118,7 @@ def main(argv: list[str]) -> int:
             obj.destroy()
     lap("journal")
     session.close()
-    print(json.dumps(times))
-    return 0
+    return times
 
 
 if __name__ == "__main__":
