@@ -424,13 +424,30 @@ def accept_issued(
     except TrustError:
         if server.cacerts:
             raise
+    for earlier in server.fetched_cacerts:  # an earlier enrollment's /cacerts (a batch)
+        try:
+            return certificate, _verify_with_cacerts(certificate, others, earlier, server)
+        except TrustError:
+            pass  # the CA may have changed since: ask again
     # Not enough to build the path: ask /cacerts over this authenticated connection
-    # (section 4.1.3); its self-signed certificates are the explicit anchors of the
-    # issuing PKI, which need not be the PKI of the server's TLS certificate.
-    cacerts = client.cacerts()
+    # (section 4.1.3).
+    cacerts = tuple(client.cacerts())
+    server.fetched_cacerts[:] = [cacerts]
+    return certificate, _verify_with_cacerts(certificate, others, cacerts, server)
+
+
+def _verify_with_cacerts(
+    certificate: x509.Certificate,
+    others: Sequence[x509.Certificate],
+    cacerts: Sequence[x509.Certificate],
+    server: ServerSession,
+) -> list[x509.Certificate]:
+    """The path of ``certificate`` with a /cacerts answer: its self-signed certificates
+    are the explicit anchors of the issuing PKI (RFC 7030 4.1.3), which need not be the
+    PKI of the server's TLS certificate."""
     roots = [cert for cert in cacerts if cert.issuer == cert.subject]
     anchors = [*server.trust.anchors, *roots]
-    return certificate, verify_issued(certificate, [*others, *cacerts], anchors)
+    return verify_issued(certificate, [*others, *cacerts], anchors)
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

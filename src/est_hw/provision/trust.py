@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,11 @@ class ServerSession:
     cacerts: tuple[x509.Certificate, ...]
     credentials: HttpCredentials | None
     timeout: float
+    #: The last /cacerts answer an enrollment of this session fetched to complete a chain
+    #: (RFC 7030 4.1.3), so the next enrollment of a batch need not ask again.
+    fetched_cacerts: list[tuple[x509.Certificate, ...]] = field(
+        default_factory=list, compare=False, repr=False
+    )
 
     def client(self, identity: ClientIdentity | None = None) -> EstClient:
         """An EST client that verifies the server against :attr:`trust`.
