@@ -7,7 +7,9 @@ certificate.  Unset (always, outside those tests), :func:`point` does nothing.
 
 In a worker process of ``est-hw provision --jobs N`` the point kills the ``est-hw``
 process first (:func:`kill_parent_too`), then the worker, so that the whole run dies as
-one; the other workers follow their parent (``PR_SET_PDEATHSIG``).
+one; the other workers follow their parent (``PR_SET_PDEATHSIG``).  ``<point>@worker``
+fires only in such a worker, so a test can make the crash start there rather than in
+est-hw's own job.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def kill_parent_too(parent: int) -> None:
 
 def point(name: str) -> None:
     """Die here (SIGKILL, no cleanup) if ``EST_HW_CRASH_AT`` names this point."""
-    if os.environ.get(ENV) == name:
+    wanted = os.environ.get(ENV)
+    if wanted == name or (wanted == f"{name}@worker" and "pid" in _parent):
         # Only while it is still our parent: once it is gone, the pid may be another's.
         parent = _parent.get("pid")
         if parent is not None and os.getppid() == parent:

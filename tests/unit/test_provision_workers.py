@@ -128,3 +128,19 @@ def test_without_a_parent_to_kill_a_crash_point_kills_only_its_process(tmp_path:
     result = _run_under_a_shell(CRASH.replace("faults.kill_parent_too(os.getppid())", ""), tmp_path)
     assert result.returncode == 0
     assert result.stdout == "not killed\nparent survived\n"
+
+
+def test_auto_workers_start_only_when_they_pay() -> None:
+    """--workers auto: a worker per 2 * WORKER_START_S of work left for est-hw's own job."""
+    from est_hw.provision.batch import WORKER_START_S, _workers_wanted
+
+    fast, slow = 0.02, 0.4  # s per device: SoftHSM EC on tmpfs; RSA-2048 keygen
+    assert _workers_wanted(4, 9, [fast]) == 0  # a fast first device decides nothing
+    assert _workers_wanted(4, 8, [fast, fast]) == 0  # 0.16 s left: alone is quicker
+    assert _workers_wanted(4, 38, [0.05, fast]) == 1  # the first device is not the pace
+    assert _workers_wanted(4, 200, [fast, fast]) == 3  # never more than jobs - 1
+    assert _workers_wanted(4, 19, [slow]) == 3  # a slow first device is reason enough
+    assert _workers_wanted(2, 19, [slow]) == 1
+    assert _workers_wanted(4, 1, [slow]) == 0  # one device left: no worker for it
+    left = 2 * WORKER_START_S
+    assert _workers_wanted(8, 11, [fast, left / 10]) == 1

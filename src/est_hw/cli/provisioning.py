@@ -38,7 +38,15 @@ PIN_SOURCE_DEFAULT = "env:EST_HW_PIN"
     type=click.IntRange(1, 64),
     default=4,
     show_default=True,
-    help="Devices provisioned at the same time.",
+    help="Devices provisioned at the same time: est-hw itself and up to N-1 worker processes.",
+)
+@click.option(
+    "--workers",
+    type=click.Choice(["auto", "now"]),
+    default="auto",
+    show_default=True,
+    help="When the worker processes of --jobs start: once the devices left would take "
+    "est-hw longer than starting them (auto), or at once (now, e.g. for slow tokens).",
 )
 @click.option(
     "--report",
@@ -192,7 +200,11 @@ def _run(
     with contextlib.ExitStack() as stack:
         report = stack.enter_context(_open_report(report_path, kwargs["append"]))
         outcomes = stack.enter_context(
-            contextlib.closing(run_batch(plan, devices, server, secrets, jobs=kwargs["jobs"]))
+            contextlib.closing(
+                run_batch(
+                    plan, devices, server, secrets, jobs=kwargs["jobs"], workers=kwargs["workers"]
+                )
+            )
         )
         stack.callback(display.finish)
         for outcome in outcomes:

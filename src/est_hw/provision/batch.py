@@ -8,16 +8,17 @@ the token), crash safety and verification are exactly those of ``est-hw enroll``
 device that already holds the planned key with a valid certificate is skipped; a device
 that fails is reported and the others go on.
 
-Concurrency: with more than one job the devices run on worker *processes*.
-python-pkcs11 initialises a module with ``C_Initialize(NULL)``, so calls into one module
-are serialised within a process (:func:`est_hw.keys.pkcs11_tokens.module_lock`); threads
-could overlap only the network work, while each worker process initialises the module
-itself and runs its token operations truly in parallel with the others.  Workers are
-started with ``spawn`` (PKCS#11 forbids using a module initialised before ``fork``), die
-with the ``est-hw`` process (``PR_SET_PDEATHSIG``), and ignore Ctrl-C, which the parent
-handles by letting the running devices finish.
+Concurrency: est-hw's own job thread works on the devices from the start, and with more
+than one job, worker *processes* join it (:func:`run_batch` says when). python-pkcs11
+initialises a module with ``C_Initialize(NULL)``, so calls into one module are serialised
+within a process (:func:`est_hw.keys.pkcs11_tokens.module_lock`); threads could overlap
+only the network work, while each worker process initialises the module itself and runs
+its token operations truly in parallel with the others. Workers are started with ``spawn``
+(PKCS#11 forbids using a module initialised before ``fork``), die with the ``est-hw``
+process (``PR_SET_PDEATHSIG``), and ignore Ctrl-C, which the parent handles by letting the
+running devices finish.
 
-Connections: each worker (or, with one job, the one job thread) keeps one
+Connections: each worker, and the own job, keeps one
 :class:`~est_hw.est.client.EstClient` and reuses its TLS connection for every device it
 enrolls, since all devices present the same HTTP credentials and no TLS client certificate.
 """
@@ -211,6 +212,14 @@ def _identity(device: Device) -> tuple[str, object]:
     return (module, device.token_label)
 
 
+#: About what starting one worker process costs: it imports est-hw, 0.35 s of CPU on the
+#: 2-core machine of docs/provisioning.md.  With ``workers="auto"`` one worker starts for
+#: every two of these that the devices left would keep est-hw's own job busy.
+WORKER_START_S = 0.35
+
+WorkerStart = Literal["auto", "now"]
+
+
 def run_batch(
     plan: Plan,
     devices: tuple[Device, ...],
@@ -218,17 +227,23 @@ def run_batch(
     secrets: Mapping[int, DeviceSecrets | EstHwError],
     *,
     jobs: int = 4,
+    workers: WorkerStart = "auto",
 ) -> Generator[DeviceOutcome, None, None]:
     """Provision ``devices``, ``jobs`` at a time; yield each outcome as it is known.
 
-    With one job (or one device) the devices run one after the other on a thread of this
-    process; with more, on ``min(jobs, len(devices))`` worker processes (see the module
-    docstring).  A worker that dies (killed, or crashed inside a PKCS#11 module) fails
-    the devices in progress on the pool, which stay resumable; the remaining devices go
-    on on a new pool.
+    est-hw's own job (a thread of this process) starts on the first device at once.  With
+    ``jobs`` > 1, up to ``jobs - 1`` worker processes join it (see the module docstring):
+    all at once with ``workers="now"``; with ``"auto"``, after a device of the own job,
+    one worker for every ``2 * WORKER_START_S`` that the devices left would take the own
+    job at the pace so far (at most ``jobs - 1``), so that a tray of fast tokens is not
+    slowed by starting processes, and slow tokens (RSA on a smart card) get all their
+    workers after the first device.  A
+    worker that dies (killed, or crashed inside a PKCS#11 module) fails the devices in
+    progress on the workers, which stay resumable; the remaining devices go on, on new
+    workers.
 
     :param secrets: by group number, the group's secrets, or the error that resolving
-        them raised (its devices then fail with it).
+        them raised (its devices then fail with it, in est-hw's own job).
 
     Closing the iterator early (e.g. on Ctrl-C) starts no further device and waits for
     the running ones, which stay resumable.  Iterate it on a thread that outlives it: the
@@ -236,88 +251,76 @@ def run_batch(
     """
     if jobs < 1:
         raise UsageError("jobs must be at least 1")
-    if min(jobs, len(devices)) <= 1:
-        yield from _run_on_thread(plan, devices, server, secrets)
-    else:
-        yield from _run_on_processes(plan, devices, server, secrets, jobs=min(jobs, len(devices)))
-
-
-def _run_on_thread(
-    plan: Plan,
-    devices: tuple[Device, ...],
-    server: ServerSession,
-    secrets: Mapping[int, DeviceSecrets | EstHwError],
-) -> Generator[DeviceOutcome, None, None]:
-    """One device after the other, on one job thread (the caller's thread only waits, so
-    Ctrl-C there does not interrupt a device)."""
+    jobs = max(1, min(jobs, len(devices)))
     pooled = _PooledSession.of(server)
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="est-hw-provision")
-    try:
-        queue = iter(devices)
-
-        def submit_next() -> Future[DeviceOutcome] | None:
-            device = next(queue, None)
-            if device is None:
-                return None
-            return executor.submit(provision_device, plan, device, pooled, secrets)
-
-        running = submit_next()
-        while running is not None:
-            outcome = running.result()
-            running = submit_next()  # the next device starts while this one is reported
-            yield outcome
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-        pooled.close_all()
-
-
-def _run_on_processes(
-    plan: Plan,
-    devices: tuple[Device, ...],
-    server: ServerSession,
-    secrets: Mapping[int, DeviceSecrets | EstHwError],
-    *,
-    jobs: int,
-) -> Generator[DeviceOutcome, None, None]:
-    """The devices on ``jobs`` worker processes, never more submitted than running.
-
-    A group whose secrets could not be read fails its devices here, without a worker
-    (only resolved secrets go to the workers).
-    """
+    own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="est-hw-provision")
     sendable = {n: s for n, s in secrets.items() if isinstance(s, DeviceSecrets)}
-    pool = _WorkerPool(jobs, plan, server, sendable)
+    now = jobs > 1 and workers == "now"
+    pool = _WorkerPool(jobs - 1, plan, server, sendable) if now else None
     queue = collections.deque(devices)
-    running: dict[Future[DeviceOutcome], Device] = {}
-    ready: collections.deque[DeviceOutcome] = collections.deque()
+    on_pool: dict[Future[DeviceOutcome], Device] = {}
+    mine: Future[DeviceOutcome] | None = None
+    own_seconds: list[float] = []
 
     def fill() -> None:
         # Never more submitted than running, so a cancelled run leaves nothing queued.
-        while queue and len(running) < jobs and not pool.broken:
-            device = queue[0]
-            if isinstance(secrets.get(device.group.number), EstHwError):
-                ready.append(provision_device(plan, queue.popleft(), server, secrets))
-                continue
-            future = pool.submit(device)
-            if future is not None:
-                running[future] = queue.popleft()
+        nonlocal mine
+        if mine is None and queue:
+            mine = own.submit(provision_device, plan, queue.popleft(), pooled, secrets)
+        while pool is not None and queue and len(on_pool) < pool.jobs:
+            if isinstance(secrets.get(queue[0].group.number), EstHwError):
+                break  # its group's secrets failed: the own job reports it, no worker
+            future = pool.submit(queue[0])
+            if future is None:  # the workers broke: new ones once the running are done
+                break
+            on_pool[future] = queue.popleft()
 
     try:
         fill()
-        while queue or running or ready:
-            while ready:
-                yield ready.popleft()
-            if not running:
-                if queue:  # the pool broke: new workers for the devices left
-                    pool.restart()
-                    fill()
-                continue
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+        while mine is not None or on_pool:
+            waiting = {*on_pool, *([mine] if mine is not None else [])}
+            done, _ = wait(waiting, return_when=FIRST_COMPLETED)
             for future in done:
-                outcome = pool.outcome(future, running.pop(future))
+                if future is mine:
+                    mine = None
+                    outcome = future.result()
+                    own_seconds.append(_seconds(outcome))
+                    wanted = _workers_wanted(jobs, len(queue), own_seconds)
+                    if pool is None and wanted > 0:
+                        pool = _WorkerPool(wanted, plan, server, sendable)
+                else:
+                    assert pool is not None
+                    outcome = pool.outcome(future, on_pool.pop(future))
+                if pool is not None and pool.broken and not on_pool:
+                    pool.restart()
                 fill()
                 yield outcome
     finally:
-        pool.close()
+        own.shutdown(wait=True, cancel_futures=True)
+        pooled.close_all()
+        if pool is not None:
+            pool.close()
+
+
+def _workers_wanted(jobs: int, devices_left: int, own_seconds: list[float]) -> int:
+    """``workers="auto"``: how many workers pay for their start, given the own job's pace
+    (one per ``2 * WORKER_START_S`` of work left, at most ``jobs - 1``).
+
+    The pace is the last device's time: the first one also opens the connection and
+    warms everything up, so a fast first device decides nothing yet; a slow one (longer
+    than starting a worker) is reason enough.
+    """
+    if len(own_seconds) < 2 and own_seconds[-1] < WORKER_START_S:
+        return 0
+    left = devices_left * own_seconds[-1]
+    return min(jobs - 1, int(left / (2 * WORKER_START_S)))
+
+
+def _seconds(outcome: DeviceOutcome) -> float:
+    """How long provisioning the device took."""
+    if outcome.started_at is None:
+        return 0.0
+    return (outcome.finished_at - outcome.started_at).total_seconds()
 
 
 def provision_device(
@@ -604,21 +607,28 @@ class _WorkerPool:
 
 @contextlib.contextmanager
 def _sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread while workers are spawned.
+    """Keep Ctrl-C away from workers while they are spawned.
 
-    A worker inherits the mask, so the Ctrl-C that the terminal sends to the whole
-    process group cannot kill it while it starts up (:func:`_worker_start` then ignores
-    SIGINT: est-hw itself decides what a Ctrl-C stops).  A SIGINT that arrives meanwhile
-    reaches est-hw when the mask is restored.
+    The terminal sends Ctrl-C to the whole process group, workers included.  While a
+    worker starts, SIGINT is ignored (a disposition that survives ``exec``, and a Python
+    started with SIGINT ignored keeps it so, raising no KeyboardInterrupt in the middle
+    of its imports) and blocked in this thread; :func:`_worker_start` keeps ignoring it,
+    as est-hw itself decides what a Ctrl-C stops.  Blocked signals are not discarded, so
+    a SIGINT that arrives meanwhile reaches est-hw when its handler and mask are back.
     """
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous_mask = None
+    if hasattr(signal, "pthread_sigmask"):
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+        if previous_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
 
 
 def _worker_start(
