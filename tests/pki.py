@@ -39,9 +39,12 @@ def make_ca(
     is_ca: bool = True,
     key_cert_sign: bool = True,
     days: int = 3650,
+    key: ec.EllipticCurvePrivateKey | None = None,
+    age_days: int = 1,
 ) -> Issuer:
-    """A CA certificate (self-signed without ``parent``), valid from yesterday for ``days``."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    """A CA certificate (self-signed without ``parent``) for ``key`` (default a new one),
+    valid from ``age_days`` ago for ``days``."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
     issuer_name = parent.cert.subject if parent else _name(cn)
     signer = parent.key if parent else key
     builder = (
@@ -50,7 +53,7 @@ def make_ca(
         .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - datetime.timedelta(days=1))
+        .not_valid_before(NOW - datetime.timedelta(days=age_days))
         .not_valid_after(NOW + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=critical_bc)
         .add_extension(

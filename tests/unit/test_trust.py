@@ -7,11 +7,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from est_hw.errors import (
     CertificateMismatchError,
@@ -113,46 +110,6 @@ def test_verify_issued_refuses_other_pki_and_expired() -> None:
 # --- /cacerts answers (RFC 7030 section 4.1.3) ---------------------------------------------
 
 
-def _ca_cert(
-    name: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey,
-    issuer: str, *, age_days: int,
-) -> x509.Certificate:  # fmt: skip
-    """A CA certificate for ``key`` named ``name``, signed by ``signer`` as ``issuer``."""
-
-    def named(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    return (
-        x509.CertificateBuilder()
-        .subject_name(named(name))
-        .issuer_name(named(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - datetime.timedelta(days=age_days))
-        .not_valid_after(NOW + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False
-        )
-        .sign(signer, hashes.SHA256())
-    )
-
-
 def test_cacerts_root_and_its_intermediate_validate() -> None:
     root = make_ca("Root")
     issuing = make_ca("Issuing", root)
@@ -182,13 +139,14 @@ def test_cacerts_during_a_root_key_rollover_validate() -> None:
     """RFC 4210 section 4.4 rollover: OldWithOld, NewWithNew, and the two cross
     certificates, all named the same; the most recent root is the anchor."""
     old, new = _key(), _key()
-    old_with_old = _ca_cert("Root", old, old, "Root", age_days=400)
-    new_with_new = _ca_cert("Root", new, new, "Root", age_days=1)
-    new_with_old = _ca_cert("Root", new, old, "Root", age_days=1)
-    old_with_new = _ca_cert("Root", old, new, "Root", age_days=1)
-    issuing_key = _key()
-    issuing = _ca_cert("Issuing", issuing_key, new, "Root", age_days=1)
-    validate_cacerts([issuing, new_with_new, old_with_old, new_with_old, old_with_new])
-    forged = _ca_cert("Root", _key(), _key(), "Root", age_days=1)  # name fits, signer doesn't
+    old_with_old = make_ca("Root", key=old, age_days=400)
+    new_with_new = make_ca("Root", key=new)
+    new_with_old = make_ca("Root", old_with_old, key=new)
+    old_with_new = make_ca("Root", new_with_new, key=old)
+    issuing = make_ca("Issuing", new_with_new).cert
+    validate_cacerts(
+        [issuing, new_with_new.cert, old_with_old.cert, new_with_old.cert, old_with_new.cert]
+    )
+    forged = make_ca("Root", make_ca("Root")).cert  # the name fits, the signer does not
     with pytest.raises(TrustError, match="does not chain"):
-        validate_cacerts([issuing, new_with_new, forged])
+        validate_cacerts([issuing, new_with_new.cert, forged])
