@@ -17,7 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,27 @@ pin_source = "env:EST_HW_PIN"
 
 def read_report(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def slow_enrollments(seconds: float) -> Callable[[str, Response], Response]:
+    """A test-server hook that delays every /simpleenroll answer by ``seconds``: keeps a
+    run long enough to interrupt it in the middle."""
+
+    def slow(operation: str, response: Response) -> Response:
+        if operation == "simpleenroll":
+            time.sleep(seconds)
+        return response
+
+    return slow
+
+
+def wait_for_lines(report: Path, count: int) -> None:
+    """Wait (at most a minute) until the report has ``count`` lines."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if report.exists() and len(report.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.005)
 
 
 # --- processes, as /proc shows them (Linux) ---------------------------------------------------
@@ -261,12 +282,7 @@ def test_killed_midway_then_rerun_finishes_without_duplicates(
 ) -> None:
     tray = make_tray(tray_dir, TRAY)
 
-    def slow(operation: str, response: Response) -> Response:
-        if operation == "simpleenroll":
-            time.sleep(0.02)  # keeps the run long enough to kill it in the middle
-        return response
-
-    server, ca_file = est_server(response_hook=slow)
+    server, ca_file = est_server(response_hook=slow_enrollments(0.02))
     plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
     report = tmp_path / "killed.jsonl"
     proc = subprocess.Popen(
@@ -274,11 +290,7 @@ def test_killed_midway_then_rerun_finishes_without_duplicates(
          str(report)],
         env={**run.env, **tray.env()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if report.exists() and len(report.read_text().splitlines()) >= 10:
-            break
-        time.sleep(0.005)
+    wait_for_lines(report, 10)
     workers = worker_processes(proc.pid)
     assert len(workers) == 2
     for pid in workers:  # the PIN went over a pipe: not on argv, not in the environment
@@ -326,8 +338,9 @@ def certain_keygen_overlap(a: dict[str, Any], b: dict[str, Any]) -> float:
 def test_jobs_are_worker_processes_generating_keys_at_the_same_time(
     run: Cli, tmp_path: Path, tray_dir: Path, est_server: StartServer
 ) -> None:
-    """12 RSA tokens at --jobs 3: est-hw's own job and, once the first device showed that
-    they pay (--workers auto), 2 worker processes, whose key generations overlapped.
+    """12 RSA tokens at --jobs 3 --workers now: est-hw's own job and 2 worker processes,
+    whose key generations overlapped.  (--workers auto would start them too, but how many
+    depends on SoftHSM's RSA key generation time, which varies from 0.05 to 0.4 s.)
 
     Threads of one process cannot pass: they share its pid, and the module lock lets one
     of them into the token at a time.  In each process the keygen phase is pure token
@@ -339,7 +352,8 @@ def test_jobs_are_worker_processes_generating_keys_at_the_same_time(
     plan.write_text(plan.read_text().replace('type = "ec-p256"', 'type = "rsa-2048"'))
     report = tmp_path / "report.jsonl"
     proc = subprocess.Popen(
-        [EST_HW, "provision", str(plan), "--jobs", "3", "--report", str(report), "--json"],
+        [EST_HW, "provision", str(plan), "--jobs", "3", "--workers", "now", "--report",
+         str(report), "--json"],
         env={**run.env, **tray.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     stdout, stderr = proc.communicate(timeout=120)
@@ -397,12 +411,7 @@ def test_a_worker_that_dies_fails_its_devices_and_the_others_go_on(
 ) -> None:
     tray = make_tray(tray_dir, 16)
 
-    def slow(operation: str, response: Response) -> Response:
-        if operation == "simpleenroll":
-            time.sleep(0.05)  # keeps the run long enough to kill a worker in the middle
-        return response
-
-    server, ca_file = est_server(response_hook=slow)
+    server, ca_file = est_server(response_hook=slow_enrollments(0.05))
     plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
     report = tmp_path / "report.jsonl"
     proc = subprocess.Popen(
@@ -410,11 +419,7 @@ def test_a_worker_that_dies_fails_its_devices_and_the_others_go_on(
          str(report), "--json"],
         env={**run.env, **tray.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if report.exists() and len(report.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.005)
+    wait_for_lines(report, 3)
     victim = min(worker_processes(proc.pid))
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=120)
@@ -444,12 +449,7 @@ def test_ctrl_c_finishes_the_devices_in_progress_and_starts_no_other(
 ) -> None:
     tray = make_tray(tray_dir, 16)
 
-    def slow(operation: str, response: Response) -> Response:
-        if operation == "simpleenroll":
-            time.sleep(0.1)
-        return response
-
-    server, ca_file = est_server(response_hook=slow)
+    server, ca_file = est_server(response_hook=slow_enrollments(0.1))
     plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
     report = tmp_path / "report.jsonl"
     proc = subprocess.Popen(
@@ -458,11 +458,7 @@ def test_ctrl_c_finishes_the_devices_in_progress_and_starts_no_other(
         env={**run.env, **tray.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # a process group of its own, as a terminal's job
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if report.exists() and len(report.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.005)
+    wait_for_lines(report, 2)
     workers = worker_processes(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches est-hw and its workers
     _, stderr = proc.communicate(timeout=60)
