@@ -264,3 +264,13 @@ state_dir = "/nonexistent"
     clash = run("--config", str(config), "show", "--tcti", "swtpm:port=1")
     assert clash.code == 2
     assert "need --tpm" in clash.stderr
+
+
+def test_config_show_says_a_password_without_a_username_is_unused(run: Cli) -> None:
+    """No --username: no HTTP authentication, so no password is read or prompted for."""
+    env = {"EST_HW_PASSWORD": ""}
+    alone = show(run, "--no-config", "config", "show", "--json", "enroll", env=env)["enroll"]
+    assert alone["password"] == {"value": None, "source": "unused", "from": "without --username"}
+    named = show(run, "--no-config", "config", "show", "--json", "enroll", "--username", "u",
+                 env=env)["enroll"]  # fmt: skip
+    assert named["password"] == {"value": None, "source": "prompt", "from": None}

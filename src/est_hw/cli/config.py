@@ -329,7 +329,15 @@ def effective(
                                      ("password", "password_file", "EST_HW_PASSWORD")):  # fmt: skip
         if option in entries:
             entries[secret] = _secret_entry(entries[option], variable)
+    if "password" in entries and not _given(entries, "username", "password_file"):
+        # no username, no HTTP authentication: nothing would be read or prompted for
+        entries["password"] = {"value": None, "source": "unused", "from": "without --username"}
     return entries
+
+
+def _given(entries: dict[str, Any], *options: str) -> bool:
+    """Whether any of ``options`` has a value in ``entries``."""
+    return any(entries.get(option, {}).get("value") is not None for option in options)
 
 
 def _secret_entry(option: dict[str, Any], variable: str) -> dict[str, Any]:
