@@ -18,7 +18,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import NoReturn, Self
+from typing import NoReturn, Self, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -122,6 +122,11 @@ class NonExportableKey:
 
     def __deepcopy__(self, memo: dict[int, object]) -> Self:
         return self
+
+
+#: The public key of a key object: EC or RSA (what :class:`EcPublicHalf` and
+#: :class:`RsaPublicHalf` expose).
+PublicT = TypeVar("PublicT", ec.EllipticCurvePublicKey, rsa.RSAPublicKey)
 
 
 class EcPublicHalf:

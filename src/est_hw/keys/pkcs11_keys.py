@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic
 
 import pkcs11
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,7 +39,7 @@ from est_hw.errors import (
     TokenNotFoundError,
     UnsupportedKeyError,
 )
-from est_hw.keys.base import EcPublicHalf, NonExportableKey, RsaPublicHalf
+from est_hw.keys.base import EcPublicHalf, NonExportableKey, PublicT, RsaPublicHalf
 
 _CANNOT_LEAVE = "the private key cannot leave the token"
 
@@ -195,13 +195,24 @@ def _digest(data: bytes, algorithm: utils.Prehashed | hashes.HashAlgorithm) -> b
 # --- the key objects -----------------------------------------------------------------------
 
 
-class _Pkcs11KeyMixin(NonExportableKey):
-    """What both key classes share: the token object, its id and label, the session guard."""
+class _Pkcs11KeyMixin(NonExportableKey, Generic[PublicT]):
+    """What both key classes share: the token object, its public key, id and label, and
+    the session guard."""
 
-    _p11: pkcs11.SignMixin
-    _guard: SessionGuard
-    key_id: bytes
-    label: str
+    def __init__(
+        self,
+        p11_key: pkcs11.SignMixin,
+        public_key: PublicT,
+        *,
+        key_id: bytes,
+        label: str,
+        guard: SessionGuard,
+    ) -> None:
+        self._p11 = p11_key
+        self._public_key: PublicT = public_key
+        self._guard = guard
+        self.key_id = key_id
+        self.label = label
 
     def _sign_raw(self, data: bytes, mechanism: Mechanism, param: Any = None) -> bytes:
         metrics.count("token_signatures")
@@ -215,23 +226,10 @@ class _Pkcs11KeyMixin(NonExportableKey):
         )
 
 
-class Pkcs11EcPrivateKey(_Pkcs11KeyMixin, EcPublicHalf, ec.EllipticCurvePrivateKey):
+class Pkcs11EcPrivateKey(
+    _Pkcs11KeyMixin[ec.EllipticCurvePublicKey], EcPublicHalf, ec.EllipticCurvePrivateKey
+):
     """An EC private key (``CKK_EC``) that signs inside the token with ``CKM_ECDSA``."""
-
-    def __init__(
-        self,
-        p11_key: pkcs11.SignMixin,
-        public_key: ec.EllipticCurvePublicKey,
-        *,
-        key_id: bytes,
-        label: str,
-        guard: SessionGuard,
-    ) -> None:
-        self._p11 = p11_key
-        self._public_key = public_key
-        self._guard = guard
-        self.key_id = key_id
-        self.label = label
 
     def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         """Sign with ECDSA; returns the DER ``ECDSA-Sig-Value`` (RFC 3279 section 2.2.3).
@@ -255,27 +253,12 @@ class Pkcs11EcPrivateKey(_Pkcs11KeyMixin, EcPublicHalf, ec.EllipticCurvePrivateK
         self._refuse_export()
 
 
-class Pkcs11RsaPrivateKey(_Pkcs11KeyMixin, RsaPublicHalf, rsa.RSAPrivateKey):
+class Pkcs11RsaPrivateKey(_Pkcs11KeyMixin[rsa.RSAPublicKey], RsaPublicHalf, rsa.RSAPrivateKey):
     """An RSA private key (``CKK_RSA``) that signs inside the token.
 
     PKCS#1 v1.5 goes through ``CKM_RSA_PKCS`` over DigestInfo (RFC 8017 section 9.2), PSS
     through ``CKM_RSA_PKCS_PSS`` over the digest with explicit ``CK_RSA_PKCS_PSS_PARAMS``.
     """
-
-    def __init__(
-        self,
-        p11_key: pkcs11.SignMixin,
-        public_key: rsa.RSAPublicKey,
-        *,
-        key_id: bytes,
-        label: str,
-        guard: SessionGuard,
-    ) -> None:
-        self._p11 = p11_key
-        self._public_key = public_key
-        self._guard = guard
-        self.key_id = key_id
-        self.label = label
 
     def sign(
         self,

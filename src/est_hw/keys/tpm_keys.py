@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -43,7 +43,14 @@ from tpm2_pytss.cryptography import tpm_ecc_private_key, tpm_rsa_private_key
 
 from est_hw import metrics
 from est_hw.errors import KeyNotFoundError, UnsupportedKeyError
-from est_hw.keys.base import EcPublicHalf, KeyType, NonExportableKey, PublicKey, RsaPublicHalf
+from est_hw.keys.base import (
+    EcPublicHalf,
+    KeyType,
+    NonExportableKey,
+    PublicKey,
+    PublicT,
+    RsaPublicHalf,
+)
 from est_hw.keys.tpm_context import TpmContext
 from est_hw.keys.tpm_tcti import format_handle
 
@@ -141,31 +148,37 @@ def _scheme_errors() -> Iterator[None]:
 # --- the key objects -----------------------------------------------------------------------
 
 
-class _TpmKeyMixin(NonExportableKey):
+class _TpmKeyMixin(NonExportableKey, Generic[PublicT]):
+    """What both key classes share: the context, the key's place, its public area and
+    public key, its id and label.
+
+    ``_public``, ``_ectx``, ``_handle`` and ``_session`` are the attributes tpm2-pytss's
+    key classes sign with.
+    """
+
     cannot_leave = _CANNOT_LEAVE
 
-    """What both key classes share: the context, the key's place, its id and label."""
-
-    _context: TpmContext
-    _ref: KeyRef
-    _auth: bytes | None
-    _public: Any
-    _ectx: Any
-    _handle: Any
-    _session: Any
-    key_id: bytes
-    label: str
-
-    def _setup(
-        self, context: TpmContext, ref: KeyRef, public_area: Any, auth: bytes | None
+    def __init__(
+        self,
+        context: TpmContext,
+        ref: KeyRef,
+        public_area: Any,
+        public_key: PublicT,
+        *,
+        key_id: bytes,
+        label: str,
+        auth: bytes | None,
     ) -> None:
         self._context = context
         self._ref = ref
         self._auth = auth
-        self._public = public_area
-        self._ectx = context.esapi
-        self._handle = ESYS_TR.NONE
-        self._session = ESYS_TR.PASSWORD
+        self._public: Any = public_area
+        self._ectx: Any = context.esapi
+        self._handle: Any = ESYS_TR.NONE
+        self._session: Any = ESYS_TR.PASSWORD
+        self._public_key: PublicT = public_key
+        self.key_id = key_id
+        self.label = label
 
     @property
     def ref(self) -> KeyRef:
@@ -201,30 +214,12 @@ class _TpmKeyMixin(NonExportableKey):
 
 
 class TpmEcPrivateKey(
-    _TpmKeyMixin,
+    _TpmKeyMixin[ec.EllipticCurvePublicKey],
     EcPublicHalf,
     tpm_ecc_private_key,  # type: ignore[misc]  # tpm2-pytss has no type information
     ec.EllipticCurvePrivateKey,
 ):
     """An ECC signing key inside the TPM (``TPM_ALG_ECDSA`` signatures)."""
-
-    def __init__(
-        self,
-        context: TpmContext,
-        ref: KeyRef,
-        public_area: Any,
-        *,
-        key_id: bytes,
-        label: str,
-        auth: bytes | None,
-    ) -> None:
-        public = public_key_of(public_area)
-        if not isinstance(public, ec.EllipticCurvePublicKey):
-            raise UnsupportedKeyError("not an ECC key")
-        self._setup(context, ref, public_area, auth)
-        self._public_key = public
-        self.key_id = key_id
-        self.label = label
 
     def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         """Sign with ECDSA; returns the DER ``ECDSA-Sig-Value`` (RFC 3279 section 2.2.3).
@@ -249,30 +244,12 @@ class TpmEcPrivateKey(
 
 
 class TpmRsaPrivateKey(
-    _TpmKeyMixin,
+    _TpmKeyMixin[rsa.RSAPublicKey],
     RsaPublicHalf,
     tpm_rsa_private_key,  # type: ignore[misc]  # tpm2-pytss has no type information
     rsa.RSAPrivateKey,
 ):
     """An RSA signing key inside the TPM (``TPM_ALG_RSASSA`` and ``TPM_ALG_RSAPSS``)."""
-
-    def __init__(
-        self,
-        context: TpmContext,
-        ref: KeyRef,
-        public_area: Any,
-        *,
-        key_id: bytes,
-        label: str,
-        auth: bytes | None,
-    ) -> None:
-        public = public_key_of(public_area)
-        if not isinstance(public, rsa.RSAPublicKey):
-            raise UnsupportedKeyError("not an RSA key")
-        self._setup(context, ref, public_area, auth)
-        self._public_key = public
-        self.key_id = key_id
-        self.label = label
 
     def sign(
         self,
@@ -360,7 +337,9 @@ def make_key(
     key_type = KeyType.of_public_key(public)
     key: TpmPrivateKey
     if isinstance(public, ec.EllipticCurvePublicKey):
-        key = TpmEcPrivateKey(context, ref, public_area, key_id=key_id, label=label, auth=auth)
+        key = TpmEcPrivateKey(context, ref, public_area, public, key_id=key_id, label=label,
+                              auth=auth)  # fmt: skip
     else:
-        key = TpmRsaPrivateKey(context, ref, public_area, key_id=key_id, label=label, auth=auth)
+        key = TpmRsaPrivateKey(context, ref, public_area, public, key_id=key_id, label=label,
+                               auth=auth)  # fmt: skip
     return key, key_type
