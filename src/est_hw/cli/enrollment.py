@@ -17,6 +17,7 @@ from est_hw.cli.commands import start, write_pem
 from est_hw.cli.options import (
     ServerArgs,
     TokenArgs,
+    option_group,
     output_options,
     server_options,
     take,
@@ -27,7 +28,7 @@ from est_hw.errors import UsageError
 if TYPE_CHECKING:
     from est_hw.keys.base import KeyBackend, TokenKey
     from est_hw.metrics import Metrics
-    from est_hw.provision import EnrollResult
+    from est_hw.provision import ChannelBinding, EnrollResult
     from est_hw.provision.waiting import WaitPolicy
     from est_hw.tls.settings import ClientIdentity
     from est_hw.x509.csr import CsrContent
@@ -37,31 +38,37 @@ KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 #: The values of :class:`est_hw.provision.ChannelBinding`.
 CHANNEL_BINDINGS = ("auto", "tls-unique", "tls-exporter", "none")
 
-channel_binding_option = click.option(
-    "--channel-binding",
-    type=click.Choice(CHANNEL_BINDINGS),
-    default="auto",
-    show_default=True,
-    help="Bind the CSR to the TLS connection (RFC 7030 3.5). auto: tls-unique at TLS 1.2 "
-    "when /csrattrs asks for challengePassword.",
+#: What enroll, reenroll and renew share about the exchange with the server: the CSR's
+#: channel binding and what to do on HTTP 202 (read back with :func:`_exchange`).
+exchange_options = option_group(
+    [
+        click.option(
+            "--channel-binding",
+            type=click.Choice(CHANNEL_BINDINGS),
+            default="auto",
+            show_default=True,
+            help="Bind the CSR to the TLS connection (RFC 7030 3.5). auto: tls-unique at TLS "
+            "1.2 when /csrattrs asks for challengePassword.",
+        ),
+        click.option(
+            "--wait",
+            is_flag=True,
+            help="On HTTP 202 (pending), wait as the server's Retry-After says and resend the "
+            "same CSR, up to --max-wait. Without it est-hw exits 7 and the next run resumes.",
+        ),
+        click.option(
+            "--max-wait",
+            default="1h",
+            show_default=True,
+            metavar="DURATION",
+            help="With --wait: give up (exit 7) when the server asks to wait beyond this.",
+        ),
+    ]
 )
 out_option = click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write the certificate and chain as PEM here.",
-)
-wait_option = click.option(
-    "--wait",
-    is_flag=True,
-    help="On HTTP 202 (pending), wait as the server's Retry-After says and resend the same "
-    "CSR, up to --max-wait. Without it est-hw exits 7 and the next run resumes.",
-)
-max_wait_option = click.option(
-    "--max-wait",
-    default="1h",
-    show_default=True,
-    metavar="DURATION",
-    help="With --wait: give up (exit 7) when the server asks to wait beyond this.",
 )
 key_label_option = click.option(
     "--key-label", help="Label of the key on the token (default: the only enrolled key)."
@@ -124,17 +131,20 @@ def _render(result: EnrollResult, status: str, as_json: bool, out: Path | None) 
         emit_lines([f"{name}: {value}" for name, value in fields.items()])
 
 
-def _wait_policy(kwargs: dict[str, Any]) -> WaitPolicy | None:
-    """--wait / --max-wait as a polling policy; progress goes to stderr on a TTY."""
+def _exchange(kwargs: dict[str, Any]) -> tuple[ChannelBinding, WaitPolicy | None]:
+    """The values of :data:`exchange_options`: the channel binding, and --wait / --max-wait
+    as a polling policy (progress goes to stderr on a TTY)."""
     import sys
 
+    from est_hw.provision import ChannelBinding
     from est_hw.provision.renew import parse_duration
     from est_hw.provision.waiting import WaitPolicy
 
+    binding = ChannelBinding(kwargs.pop("channel_binding"))
     wait: bool = kwargs.pop("wait")
     max_wait = parse_duration(kwargs.pop("max_wait"), option="--max-wait")
     if not wait:
-        return None
+        return binding, None
 
     def progress(seconds: int, attempt: int) -> None:
         if sys.stderr.isatty():
@@ -142,7 +152,7 @@ def _wait_policy(kwargs: dict[str, Any]) -> WaitPolicy | None:
                 f"est-hw: request pending (attempt {attempt}); retrying in {seconds} s", err=True
             )
 
-    return WaitPolicy(max_wait=max_wait.total_seconds(), progress=progress)
+    return binding, WaitPolicy(max_wait=max_wait.total_seconds(), progress=progress)
 
 
 def _report_existing(token_args: TokenArgs, label: str, as_json: bool) -> bool:
@@ -263,15 +273,13 @@ def _named_key(backend: KeyBackend, token_args: TokenArgs, label: str | None) ->
     help="Authenticate TLS with this key and its certificate on the token "
     "(e.g. an IDevID): pkcs11:object=LABEL or pkcs11:id=%01.",
 )
-@channel_binding_option
-@wait_option
-@max_wait_option
+@exchange_options
 @out_option
 @timed
 def enroll(**kwargs: Any) -> None:
     """Generate a key on the token, enroll it, store the certificate (RFC 7030 4.2.1)."""
     from est_hw.keys.base import KeyType
-    from est_hw.provision import ChannelBinding, EnrollRequest
+    from est_hw.provision import EnrollRequest
     from est_hw.provision import enroll as enroll_on_token
 
     as_json = start(kwargs)
@@ -279,8 +287,7 @@ def enroll(**kwargs: Any) -> None:
     content = _csr_content(kwargs.pop("subject"), kwargs.pop("san"))
     key_type_text: str | None = kwargs.pop("key_type")
     use_csrattrs = not kwargs.pop("no_csrattrs")
-    binding = ChannelBinding(kwargs.pop("channel_binding"))
-    wait = _wait_policy(kwargs)
+    binding, wait = _exchange(kwargs)
     tls_key_text: str | None = kwargs.pop("tls_key_uri")
     if_missing: bool = kwargs.pop("if_missing")
     token_args = take(TokenArgs, kwargs)
@@ -319,15 +326,12 @@ def enroll(**kwargs: Any) -> None:
     type=click.Choice(KEY_TYPES),
     help="With --rekey: type of the new key (default: as the old one).",
 )
-@channel_binding_option
-@wait_option
-@max_wait_option
+@exchange_options
 @out_option
 @timed
 def reenroll(**kwargs: Any) -> None:
     """Renew the certificate on the token now (RFC 7030 4.2.2, TLS signed by the token)."""
     from est_hw.keys.base import KeyType
-    from est_hw.provision import ChannelBinding
     from est_hw.provision import reenroll as reenroll_on_token
 
     as_json = start(kwargs)
@@ -336,8 +340,7 @@ def reenroll(**kwargs: Any) -> None:
     key_type_text: str | None = kwargs.pop("key_type")
     if key_type_text and not rekey:
         raise UsageError("--key-type needs --rekey (re-enrollment keeps the key otherwise)")
-    binding = ChannelBinding(kwargs.pop("channel_binding"))
-    wait = _wait_policy(kwargs)
+    binding, wait = _exchange(kwargs)
     label: str | None = kwargs.pop("key_label")
     token_args = take(TokenArgs, kwargs)
     server = take(ServerArgs, kwargs).connect()
@@ -372,9 +375,7 @@ def reenroll(**kwargs: Any) -> None:
     help="Wait a random time up to this (e.g. 10m) before renewing, to spread a fleet.",
 )
 @click.option("--rekey", is_flag=True, help="Renew with a new key generated on the token.")
-@channel_binding_option
-@wait_option
-@max_wait_option
+@exchange_options
 @out_option
 @timed
 def renew(**kwargs: Any) -> None:
@@ -385,8 +386,8 @@ def renew(**kwargs: Any) -> None:
     import time
 
     from est_hw.cli.render import emit_json, emit_lines
-    from est_hw.provision import ChannelBinding, stored_certificate
     from est_hw.provision import reenroll as reenroll_on_token
+    from est_hw.provision import stored_certificate
     from est_hw.provision.renew import RenewalWindow, parse_duration
 
     as_json = start(kwargs)
@@ -395,8 +396,7 @@ def renew(**kwargs: Any) -> None:
     jitter_text: str | None = kwargs.pop("jitter")
     jitter = parse_duration(jitter_text, option="--jitter") if jitter_text else None
     rekey: bool = kwargs.pop("rekey")
-    binding = ChannelBinding(kwargs.pop("channel_binding"))
-    wait = _wait_policy(kwargs)
+    binding, wait = _exchange(kwargs)
     label: str | None = kwargs.pop("key_label")
     token_args = take(TokenArgs, kwargs)
     server_args = take(ServerArgs, kwargs)

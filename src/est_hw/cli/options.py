@@ -26,7 +26,9 @@ MODULE_ENV = "EST_HW_PKCS11_MODULE"
 TCTI_ENV = "TPM2TOOLS_TCTI"
 
 
-def _apply(decorators: list[Callable[[F], F]]) -> Callable[[F], F]:
+def option_group(decorators: list[Callable[[F], F]]) -> Callable[[F], F]:
+    """One decorator for several click options, listed in ``--help`` in this order."""
+
     def wrap(func: F) -> F:
         for decorator in reversed(decorators):
             func = decorator(func)
@@ -35,14 +37,14 @@ def _apply(decorators: list[Callable[[F], F]]) -> Callable[[F], F]:
     return wrap
 
 
-output_options = _apply(
+output_options = option_group(
     [
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
         click.option("-v", "--verbose", count=True, help="Log progress to stderr (-vv: debug)."),
     ]
 )
 
-server_options = _apply(
+server_options = option_group(
     [
         click.option("--server", envvar="EST_HW_SERVER", required=True, metavar="URL",
                      help="EST server, https://host[:port][/root] (env EST_HW_SERVER)."),
@@ -65,7 +67,7 @@ server_options = _apply(
     ]
 )  # fmt: skip
 
-token_options = _apply(
+token_options = option_group(
     [
         click.option("--module", metavar="PATH",
                      help=f"PKCS#11 module (else module-path of --key-uri, else env "
