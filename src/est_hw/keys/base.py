@@ -208,6 +208,38 @@ class Inventory:
     certificates: Sequence[StoredCertificate]
 
 
+def describe_selection(key_id: bytes | None, label: str | None) -> str:
+    """How a ``find_key(key_id=..., label=...)`` names what it looks for, e.g.
+    ``id 0a1b and label 'dev-1'``.
+
+    :raises UsageError: neither is given.
+    """
+    from est_hw.errors import UsageError
+
+    if key_id is None and label is None:
+        raise UsageError("give a key id or a key label to select a key")
+    parts = [f"id {key_id.hex()}"] if key_id is not None else []
+    parts += [f"label {label!r}"] if label is not None else []
+    return " and ".join(parts)
+
+
+def require_one_match(ids: Sequence[bytes], wanted: str, *, noun: str, where: str) -> None:
+    """Refuse a key selection that matched no key, or several (listed by id).
+
+    :param ids: the ids of the keys found; ``wanted`` as :func:`describe_selection` says it.
+    :raises KeyNotFoundError: not exactly one.
+    """
+    from est_hw.errors import KeyNotFoundError
+
+    if not ids:
+        raise KeyNotFoundError(f"no {noun} with {wanted} {where}")
+    if len(ids) > 1:
+        listed = ", ".join(key_id.hex() for key_id in ids)
+        raise KeyNotFoundError(
+            f"{len(ids)} {noun}s with {wanted} {where} (ids {listed}); select one by id"
+        )
+
+
 class KeyBackend(abc.ABC):
     """An open key store.  Use as a context manager; :meth:`close` releases it."""
 

@@ -43,6 +43,8 @@ from est_hw.keys.base import (
     PrivateKey,
     StoredCertificate,
     TokenKey,
+    describe_selection,
+    require_one_match,
 )
 
 __all__ = ["FileKeyBackend", "open_file_store"]
@@ -138,28 +140,14 @@ class FileKeyBackend(KeyBackend):
         :raises KeyNotFoundError: none, or more than one, matches.
         """
         self._check_open()
-        if key_id is None and label is None:
-            raise UsageError("give a key id or a key label to select a key")
+        wanted = describe_selection(key_id, label)
         found = [
             key
             for key in self._keys()
             if (key_id is None or key.key_id == key_id) and (label is None or key.label == label)
         ]
-        wanted = " and ".join(
-            part
-            for part in (
-                f"id {key_id.hex()}" if key_id is not None else "",
-                f"label {label!r}" if label is not None else "",
-            )
-            if part
-        )
-        if not found:
-            raise KeyNotFoundError(f"no key with {wanted} in {self.directory}")
-        if len(found) > 1:
-            ids = ", ".join(key.key_id.hex() for key in found)
-            raise KeyNotFoundError(
-                f"{len(found)} keys with {wanted} in {self.directory} (ids {ids}); select one by id"
-            )
+        require_one_match([key.key_id for key in found], wanted, noun="key",
+                          where=f"in {self.directory}")  # fmt: skip
         return found[0]
 
     def store_certificate(

@@ -49,6 +49,8 @@ from est_hw.keys.base import (
     Secret,
     StoredCertificate,
     TokenKey,
+    describe_selection,
+    require_one_match,
 )
 from est_hw.keys.pkcs11_keys import (
     Pkcs11EcPrivateKey,
@@ -252,28 +254,16 @@ class Pkcs11Backend(KeyBackend):
         :raises UsageError: neither given.
         :raises KeyNotFoundError: none, or more than one, matches.
         """
-        if key_id is None and label is None:
-            raise UsageError("give a key id or a key label to select a key")
+        wanted = describe_selection(key_id, label)
         query: dict[Attribute, Any] = {Attribute.CLASS: ObjectClass.PRIVATE_KEY}
-        wanted = []
         if key_id is not None:
             query[Attribute.ID] = key_id
-            wanted.append(f"id {key_id.hex()}")
         if label is not None:
             query[Attribute.LABEL] = label
-            wanted.append(f"label {label!r}")
         with self._guard.call("looking up a key"):
             found = self._find(query)
-            if len(found) > 1:
-                ids = ", ".join(obj[Attribute.ID].hex() for obj in found)
-                raise KeyNotFoundError(
-                    f"{len(found)} private keys with {' and '.join(wanted)} on token "
-                    f"'{self.label}' (ids {ids}); select one by id"
-                )
-            if not found:
-                raise KeyNotFoundError(
-                    f"no private key with {' and '.join(wanted)} on token '{self.label}'"
-                )
+            require_one_match([obj[Attribute.ID] for obj in found], wanted, noun="private key",
+                              where=f"on token '{self.label}'")  # fmt: skip
             return self._token_key(found[0])
 
     def find_key_by_uri(self, uri: Pkcs11Uri) -> TokenKey:

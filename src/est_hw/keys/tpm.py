@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from est_hw.errors import CertificateMismatchError, KeyNotFoundError, UsageError
+from est_hw.errors import CertificateMismatchError, UsageError
 from est_hw.keys import tpm_certs
 from est_hw.keys.base import (
     Inventory,
@@ -36,6 +36,8 @@ from est_hw.keys.base import (
     PrivateKey,
     StoredCertificate,
     TokenKey,
+    describe_selection,
+    require_one_match,
 )
 from est_hw.keys.tpm_context import TpmContext
 from est_hw.keys.tpm_create import KeyMaker
@@ -158,16 +160,7 @@ class TpmBackend(KeyBackend):
         :raises UsageError: neither given.
         :raises KeyNotFoundError: none, or more than one, matches.
         """
-        if key_id is None and label is None:
-            raise UsageError("give a key id or a key label to select a key")
-        wanted = " and ".join(
-            part
-            for part in (
-                f"id {key_id.hex()}" if key_id is not None else "",
-                f"label {label!r}" if label is not None else "",
-            )
-            if part
-        )
+        wanted = describe_selection(key_id, label)
         with self._context.call("looking up a key"):
             found = [
                 item.key
@@ -175,13 +168,8 @@ class TpmBackend(KeyBackend):
                 if (key_id is None or item.key.key_id == key_id)
                 and (label is None or item.key.label == label)
             ]
-        if not found:
-            raise KeyNotFoundError(f"no TPM key with {wanted} on the {self._context.where}")
-        if len(found) > 1:
-            ids = ", ".join(key.key_id.hex() for key in found)
-            raise KeyNotFoundError(
-                f"{len(found)} TPM keys with {wanted} (ids {ids}); select one by id"
-            )
+        require_one_match([key.key_id for key in found], wanted, noun="TPM key",
+                          where=f"on the {self._context.where}")  # fmt: skip
         return found[0]
 
     def selected_key(self) -> TokenKey:
