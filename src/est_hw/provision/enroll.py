@@ -145,12 +145,7 @@ def enroll(
             )
         resumed = key is not None
         if key is None:
-            faults.point("before-keygen")
-            with metrics.phase("keygen"):
-                key = backend.generate_key(
-                    KeyType(pending.key_type), request.key_label, key_id=pending.key_id
-                )
-            faults.point("after-keygen")
+            key = _generate_planned_key(backend, pending)
         run = _Run(backend, server, client, journal)
         certificate, chain = _issue_and_store(run, key, job, pending, discard=True)
     journal.clear(request.key_label)
@@ -202,12 +197,7 @@ def reenroll(
         rekeying = pending.old_key_id is not None
         new_key = planned_key(backend, pending) if rekeying else key
         if new_key is None:
-            faults.point("before-keygen")
-            with metrics.phase("keygen"):
-                new_key = backend.generate_key(
-                    KeyType(pending.key_type), key.label, key_id=pending.key_id
-                )
-            faults.point("after-keygen")
+            new_key = _generate_planned_key(backend, pending)
         run = _Run(backend, server, client, journal)
         certificate, chain = _issue_and_store(run, new_key, job, pending, discard=rekeying)
     if rekeying:
@@ -264,6 +254,18 @@ def pending_for(
         )
     log.info("resuming the unfinished /%s of key %r", operation, key_label)
     return pending
+
+
+def _generate_planned_key(backend: KeyBackend, pending: PendingEnrollment) -> TokenKey:
+    """Generate the key the journal record plans (its type, label and id), between the
+    ``before-keygen`` and ``after-keygen`` crash points."""
+    faults.point("before-keygen")
+    with metrics.phase("keygen"):
+        key = backend.generate_key(
+            KeyType(pending.key_type), pending.key_label, key_id=pending.key_id
+        )
+    faults.point("after-keygen")
+    return key
 
 
 def planned_key(backend: KeyBackend, pending: PendingEnrollment | None) -> TokenKey | None:
