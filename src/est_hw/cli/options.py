@@ -17,7 +17,7 @@ import click
 from est_hw.errors import UsageError
 
 if TYPE_CHECKING:
-    from est_hw.keys.base import KeyBackend
+    from est_hw.keys.base import KeyBackend, Secret
     from est_hw.keys.uri import Pkcs11Uri
     from est_hw.provision import ServerSession
 
@@ -120,21 +120,46 @@ class ServerArgs:
     def connect(self) -> ServerSession:
         """Resolve the password, validate the URL and establish trust (RFC 7030 3.6)."""
         from est_hw.cli.secrets import resolve_password
-        from est_hw.est.auth import HttpCredentials
-        from est_hw.est.client import EstEndpoint
-        from est_hw.provision import TrustOptions, establish_trust
-        from est_hw.x509.trust import parse_fingerprint
 
-        endpoint = EstEndpoint.parse(self.server, self.label)
-        fingerprint = parse_fingerprint(self.ca_fingerprint) if self.ca_fingerprint else None
-        password = resolve_password(self.password_file, self.username)
-        credentials = (
-            HttpCredentials(self.username, password)
-            if self.username is not None and password is not None
-            else None
+        return connect_to(
+            self.server,
+            self.label,
+            ca_file=self.ca_file,
+            ca_fingerprint=self.ca_fingerprint,
+            system_trust=self.system_trust,
+            username=self.username,
+            password=resolve_password(self.password_file, self.username),
+            timeout=self.timeout,
         )
-        options = TrustOptions(self.ca_file, fingerprint, self.system_trust)
-        return establish_trust(endpoint, options, credentials=credentials, timeout=self.timeout)
+
+
+def connect_to(
+    url: str,
+    label: str | None,
+    *,
+    ca_file: Path | None,
+    ca_fingerprint: str | None,
+    system_trust: bool,
+    username: str | None,
+    password: Secret | None,
+    timeout: float,
+) -> ServerSession:
+    """Validate the URL and establish trust in the server (RFC 7030 3.6); HTTP
+    credentials go with the session when both a username and a password are given."""
+    from est_hw.est.auth import HttpCredentials
+    from est_hw.est.client import EstEndpoint
+    from est_hw.provision import TrustOptions, establish_trust
+    from est_hw.x509.trust import parse_fingerprint
+
+    endpoint = EstEndpoint.parse(url, label)
+    fingerprint = parse_fingerprint(ca_fingerprint) if ca_fingerprint else None
+    credentials = (
+        HttpCredentials(username, password)
+        if username is not None and password is not None
+        else None
+    )
+    options = TrustOptions(ca_file, fingerprint, system_trust)
+    return establish_trust(endpoint, options, credentials=credentials, timeout=timeout)
 
 
 @dataclass(frozen=True)

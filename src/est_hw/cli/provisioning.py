@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from est_hw.cli.commands import start
-from est_hw.cli.options import output_options
+from est_hw.cli.options import connect_to, output_options
 from est_hw.errors import EstHwError, UsageError
 
 if TYPE_CHECKING:
@@ -157,25 +157,22 @@ def _forget_secret_variables(plan: Plan) -> None:
 def _connect(server: ServerPlan) -> ServerSession:
     """Resolve the password, validate the URL and establish trust (RFC 7030 3.6)."""
     from est_hw.cli.secrets import from_source, resolve_password
-    from est_hw.est.auth import HttpCredentials
-    from est_hw.est.client import EstEndpoint
-    from est_hw.provision import TrustOptions, establish_trust
-    from est_hw.x509.trust import parse_fingerprint
 
-    endpoint = EstEndpoint.parse(server.url, server.label)
-    fingerprint = parse_fingerprint(server.ca_fingerprint) if server.ca_fingerprint else None
     password: Secret | None
     if server.password_source is not None:
         password = from_source(server.password_source, "password")
     else:
         password = resolve_password(server.password_file, server.username)
-    credentials = (
-        HttpCredentials(server.username, password)
-        if server.username is not None and password is not None
-        else None
+    return connect_to(
+        server.url,
+        server.label,
+        ca_file=server.ca_file,
+        ca_fingerprint=server.ca_fingerprint,
+        system_trust=server.system_trust,
+        username=server.username,
+        password=password,
+        timeout=server.timeout,
     )
-    options = TrustOptions(server.ca_file, fingerprint, server.system_trust)
-    return establish_trust(endpoint, options, credentials=credentials, timeout=server.timeout)
 
 
 def _run(
