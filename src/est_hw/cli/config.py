@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from est_hw.errors import UsageError
+from est_hw.tomlfile import read_toml
 
 CONFIG_ENV = "EST_HW_CONFIG"
 SYSTEM_CONFIG = Path("/etc/est-hw/config.toml")
@@ -119,7 +120,7 @@ def load_config(path: Path, group: click.Group) -> LoadedConfig:
     """
     from est_hw.provision.plan import refuse_secrets
 
-    data = _read_toml(path)
+    data = read_toml(path, what="config file")
     refuse_secrets(data, f"config file {path}")
     commands = leaf_commands(group)
     common = {k: v for k, v in data.items() if not isinstance(v, dict)}
@@ -155,19 +156,6 @@ def load_config(path: Path, group: click.Group) -> LoadedConfig:
     if unused:
         raise UsageError(f"config file {path}: no command has an option {unused[0]!r}")
     return loaded
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    import tomllib
-
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read the config file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"the config file {path} is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config file {path}: not valid TOML: {exc}") from None
 
 
 def _param_for(command: click.Command, key: str) -> click.Option | None:

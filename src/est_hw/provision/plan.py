@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import re
 import string
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from est_hw.errors import UsageError
+from est_hw.tomlfile import read_toml
 
 #: The key types a plan may name (the values of :class:`est_hw.keys.base.KeyType`).
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
@@ -196,15 +196,7 @@ def load_plan(path: Path) -> Plan:
 
     :raises PlanError: naming the file, table and key of the first problem.
     """
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PlanError(f"cannot read the plan {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise PlanError(f"the plan {path} is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PlanError(f"plan {path}: not valid TOML: {exc}") from None
-    return _Reader(path).plan(data)
+    return _Reader(path).plan(read_toml(path, what="plan", error=PlanError))
 
 
 def refuse_secrets(table: Mapping[str, Any], where: str) -> None:
