@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from bench.env import SOFTHSM_MODULE, TokenDir, TokenFactory
 from bench.minimal_client import ISSUE_ONLY, MinimalClient, Step
@@ -18,12 +20,13 @@ from bench.procs import ChildRun, child_env, run_child
 from bench.stats import Summary, summarize, summarize_ms
 from est_hw.testing.swtpm import Swtpm, start_swtpm
 
+T = TypeVar("T")
+
 PHASES = ("token_open", "keygen", "csr_sign", "tls_handshake", "http", "verify", "store")
 #: The phases spent in the token (or TPM): opening it and logging in, generating the key,
 #: signing the CSR, writing the certificate and chain.  They include a little Python
 #: around the token calls (token_open also imports python-pkcs11 or tpm2-pytss).
-#: "journal" (the pending-enrollment record's token writes) is counted when est-hw
-#: reports it; today it does not, so those writes end up in the own overhead.
+#: "journal" is the pending-enrollment record's token writes.
 TOKEN_PHASES = ("token_open", "keygen", "csr_sign", "store", "journal")
 COUNTS = ("tls_handshakes", "http_requests", "token_signatures")
 _LOG_LINE = re.compile(r"#(\d+) \S+ (GET|POST) /\.well-known/est/(?:[^/\s]+/)?(\w+) (\d{3})")
@@ -482,18 +485,16 @@ def server_rates(bench: Bench, batches: int, batch_size: int) -> dict[str, dict[
     return rates
 
 
-def _enroll_each_token(
-    bench: Bench, token_dir: TokenDir, rss: list[float], errors: list[BaseException]
-) -> None:
-    """One worker of :func:`parallel_enroll_rate`: enroll its tokens one after another."""
-    try:
-        for label in token_dir.labels:
-            token = TokenDir(token_dir.conf, (label,))
-            argv = [bench.est_hw, *MINIMAL.argv(bench, bench.next_name(), token, None)]
-            run = _parse_enroll(run_child(argv, _enroll_env(token)))
-            rss.append(run.maxrss_kib / 1024)
-    except BaseException as exc:
-        errors.append(exc)
+def _enroll_each_token(bench: Bench, token_dir: TokenDir) -> list[float]:
+    """One worker of :func:`parallel_enroll_rate`: enroll its tokens one after another;
+    the peak RSS (MiB) of each enrollment."""
+    rss = []
+    for label in token_dir.labels:
+        token = TokenDir(token_dir.conf, (label,))
+        argv = [bench.est_hw, *MINIMAL.argv(bench, bench.next_name(), token, None)]
+        run = _parse_enroll(run_child(argv, _enroll_env(token)))
+        rss.append(run.maxrss_kib / 1024)
+    return rss
 
 
 def parallel_enroll_rate(bench: Bench, batches: int, per_worker: int) -> dict[str, object]:
@@ -503,19 +504,10 @@ def parallel_enroll_rate(bench: Bench, batches: int, per_worker: int) -> dict[st
     rss: list[float] = []
     for _ in range(batches):
         dirs = [bench.tokens.new(per_worker) for _ in range(2)]
-        errors: list[BaseException] = []
-        workers = [
-            threading.Thread(target=_enroll_each_token, args=(bench, d, rss, errors)) for d in dirs
-        ]
         start = time.perf_counter()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        elapsed = time.perf_counter() - start
-        if errors:
-            raise errors[0]
-        samples.append(2 * per_worker / elapsed)
+        done = in_parallel([functools.partial(_enroll_each_token, bench, d) for d in dirs])
+        samples.append(2 * per_worker / (time.perf_counter() - start))
+        rss += [mib for worker in done for mib in worker]
     return {
         "processes": 2,
         "enrollments_per_batch": 2 * per_worker,
@@ -576,22 +568,12 @@ def token_alone_probe(bench: Bench) -> Probe:
     return probe
 
 
-def run_concurrently(argvs: Sequence[list[str]], env: Mapping[str, str]) -> list[ChildRun]:
-    """Start every ``argv`` at once (one thread each) and wait for all of them."""
-    runs: list[ChildRun] = []
-    lock = threading.Lock()
-
-    def one(argv: list[str]) -> None:
-        child = run_child(argv, env)
-        with lock:
-            runs.append(child)
-
-    threads = [threading.Thread(target=one, args=(argv,)) for argv in argvs]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return runs
+def in_parallel(tasks: Sequence[Callable[[], T]]) -> list[T]:
+    """Run every task at once, one thread each; their results in order (the first error
+    of a task is raised once all have ended)."""
+    with ThreadPoolExecutor(max_workers=len(tasks)) as pool:
+        futures = [pool.submit(task) for task in tasks]
+    return [future.result() for future in futures]
 
 
 def token_parallel_rates(
@@ -610,7 +592,8 @@ def token_parallel_rates(
             labels = list(token_dir.labels)
             argvs = [[bench.python, script, SOFTHSM_MODULE, *labels[i::count]]
                      for i in range(count)]  # fmt: skip
-            runs = run_concurrently(argvs, child_env(token_dir.env()))
+            env = child_env(token_dir.env())
+            runs = in_parallel([functools.partial(run_child, argv, env) for argv in argvs])
             done = [json.loads(run.check().stdout) for run in runs]
             samples.append(sum(d["devices"] * 1000 / d["ms"] for d in done))
         rates[f"{count}_process"] = summarize(samples).as_json()
