@@ -201,9 +201,11 @@ def is_stub(obj: TokenObject) -> bool:
     SoftHSM creates the object file first and writes the attributes one by one, so a
     SIGKILL in between (of ``est-hw`` or of a worker process dying with it) leaves an
     object with neither label nor id (a data object, or a public key without its point).
-    It is no key anyone could use, and not est-hw's to delete.
+    It is no key anyone could use, and not est-hw's to delete. pkcs11-tool prints such a
+    label as ``''`` when the attribute is there but empty, and as ``<empty>`` when the
+    object has no label attribute at all (a data object killed before any attribute).
     """
-    return obj.label in ("", "''") and not obj.id
+    return obj.label in ("", "''", "<empty>") and not obj.id
 
 
 def assert_one_key_and_certificate_each(tray: Tray, labels: tuple[str, ...]) -> None:
