@@ -124,6 +124,7 @@ def verify_issued(
     anchors: Sequence[x509.Certificate],
     *,
     now: datetime.datetime | None = None,
+    what: str = "the issued certificate",
 ) -> list[x509.Certificate]:
     """Validate ``leaf`` up to one of ``anchors`` (RFC 5280 section 6).
 
@@ -131,16 +132,15 @@ def verify_issued(
     servers issue such certificates, FIELD-NOTES).  Returns the validated path without
     the leaf (issuer first, anchor last): the chain to store beside the key.
 
+    :param what: names ``leaf`` in the error.
     :raises TrustError: when no valid path to an anchor exists.
     """
     if not anchors:
-        raise TrustError("no trust anchor to validate the issued certificate against")
+        raise TrustError(f"no trust anchor to validate {what} against")
     try:
         return _path_to_anchor(leaf, intermediates, anchors, now)
     except VerificationError as exc:
-        raise TrustError(
-            f"the issued certificate does not chain to the trust anchors: {exc}"
-        ) from None
+        raise TrustError(f"{what} does not chain to the trust anchors: {exc}") from None
 
 
 def validate_cacerts(
