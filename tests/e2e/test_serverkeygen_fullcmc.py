@@ -151,6 +151,29 @@ def test_cms_encrypted_key_is_decrypted_by_the_token_key(
     assert public_key_matches(softhsm_token, out["key_id"], cert.public_key())
 
 
+@pytest.mark.parametrize(
+    ("signer", "message"),
+    [("foreign", "the signer of the server-generated key (CN=foreign Issuing CA"),
+     ("tampered", "the signature does not verify")],
+)  # fmt: skip
+def test_encrypted_key_signed_outside_the_pki_is_refused_and_not_kept(
+    cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer, signer: str, message: str
+) -> None:
+    """RFC 7030 4.4.2: the SignedData around the key is signed by the party that made it;
+    a signature that does not verify, or a signer that does not chain to the anchors, is
+    a trust failure (exit 6) and the imported key is deleted again."""
+    recipient = make_decrypt_key(softhsm_token, label="decrypt")
+    server, ca_file = est_server(serverkeygen_recipient=recipient, serverkeygen_signer=signer)
+    result = _keygen(cli, server.url, ca_file, softhsm_token,
+                     "--decrypt-key-uri", "pkcs11:object=decrypt")  # fmt: skip
+    assert result.code == 6, result.stderr
+    assert message in result.json()["error"]
+    objects = list_objects(softhsm_token)
+    privates = [o for o in objects if o.kind.startswith("Private Key Object")]
+    assert [o.id for o in privates] == [DECRYPT_KEY_ID.hex()]
+    assert not [o for o in objects if o.kind.startswith(("Certificate Object", "Data object"))]
+
+
 def test_encrypted_key_needs_an_rsa_decryption_key(
     cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer
 ) -> None:

@@ -5,7 +5,8 @@ Two parts in either order: the private key and the certificate.  The key comes a
 server does that) is accepted too.  A CMS-encrypted key (``application/pkcs7-mime;
 smime-type=server-generated-key``, section 4.4.2) is decrypted when the caller gives the
 RSA decryption key it named in the CSR (:func:`decrypt_server_generated_key`), and
-refused clearly otherwise.
+refused clearly otherwise.  The SignedData inside it is kept: its signature, and whether
+its signer belongs to the PKI, are checked once the certificate's path is known.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key
 from est_hw.errors import ProtocolError
 from est_hw.est.codec import decode_certs_only
 from est_hw.est.multipart import Part, parse_multipart
+from est_hw.est.signed_data import HASHES, SignedContent, parse_signed_data
 from est_hw.keys.base import PrivateKey
 
 _PKCS8 = "application/pkcs8"
 _PKCS7 = "application/pkcs7-mime"
 
 _ENVELOPED_DATA = "1.2.840.113549.1.7.3"
-_SIGNED_DATA = "1.2.840.113549.1.7.2"
 _RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
 _RSAES_OAEP = "1.2.840.113549.1.1.7"
 _AES_CBC = {
@@ -37,20 +38,22 @@ _AES_CBC = {
     "2.16.840.1.101.3.4.1.22": 24,  # aes192-CBC
     "2.16.840.1.101.3.4.1.42": 32,  # aes256-CBC
 }
-_OAEP_HASHES: dict[str, type[hashes.SHA1 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
-    "1.3.14.3.2.26": hashes.SHA1,
-    "2.16.840.1.101.3.4.2.1": hashes.SHA256,
-    "2.16.840.1.101.3.4.2.2": hashes.SHA384,
-    "2.16.840.1.101.3.4.2.3": hashes.SHA512,
-}
+#: OAEP's digests (RFC 8017 appendix A.2.1): SHA-1 (the default, and all SoftHSM2 does)
+#: or SHA-2
+_OAEP_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1.3.14.3.2.26": hashes.SHA1, **HASHES}
 
 
 @dataclass(frozen=True)
 class ServerGeneratedKey:
-    """The key the server made and the certificate(s) it issued for it."""
+    """The key the server made and the certificate(s) it issued for it.
+
+    ``key_signature`` is the SignedData a CMS-encrypted key came in (section 4.4.2), its
+    signature not yet checked (:meth:`SignedContent.verify`); None for a plain PKCS#8 key.
+    """
 
     private_key: PrivateKey
     certificates: list[x509.Certificate]
+    key_signature: SignedContent | None = None
 
     def __repr__(self) -> str:  # never print key material
         return f"ServerGeneratedKey(<{type(self.private_key).__name__}>, {self.certificates!r})"
@@ -77,25 +80,26 @@ def decode_serverkeygen(
         kinds = ", ".join(p.media_type for p in parts)
         raise ProtocolError(f"{what}: expected a key part and a certificate part, got {kinds}")
     (key_part,) = key_parts
+    signed: SignedContent | None = None
     if key_part.media_type == _PKCS7:
         if decrypt_key is None:
             raise ProtocolError(
                 f"{what}: the key is CMS-encrypted (server-generated-key) but no decryption "
                 "key was named; use --decrypt-key-uri, or accept the plain PKCS#8 form"
             )
-        private_key = decrypt_server_generated_key(key_part.content, decrypt_key, what=what)
-    else:
-        private_key = _load_key(key_part.content, what=what)
+        signed = decrypt_server_generated_key(key_part.content, decrypt_key, what=what)
+    private_key = _load_key(signed.content if signed else key_part.content, what=what)
     return ServerGeneratedKey(
         private_key,
         decode_certs_only(cert_parts[0].content, what=f"{what} certificate part"),
+        signed,
     )
 
 
 def decrypt_server_generated_key(
     der: bytes, decrypt_key: rsa.RSAPrivateKey, *, what: str
-) -> PrivateKey:
-    """The private key inside an encrypted key part (RFC 7030 section 4.4.2).
+) -> SignedContent:
+    """The SignedData around the private key in an encrypted key part (RFC 7030 4.4.2).
 
     ContentInfo(EnvelopedData) (RFC 5652 section 6) with a KeyTransRecipientInfo for an
     RSA key (RSAES-PKCS1-v1_5 or RSAES-OAEP, RFC 8017) and AES-CBC content encryption
@@ -104,12 +108,12 @@ def decrypt_server_generated_key(
     ``decrypt_key`` (inside the token for a token key).  Any eContentType is accepted
     (id-ct-KP-aKeyPackage per RFC 6031, or id-data as some CMS libraries write it).
 
-    The SignedData's signature is **not** verified: the key is accepted because it came
-    over the server-authenticated TLS connection, was encrypted to our key, and must match
-    the certificate that is then checked against the trust anchors.
+    The SignedData is returned unchecked: "signed by the party that generated the private
+    key" (section 4.4.2), whose certificate must be path-validated like the issued one;
+    the caller verifies it (:meth:`SignedContent.verify`) once that path is known.
 
     :raises ProtocolError: the structure does not parse, no key-transport recipient, an
-        unsupported algorithm, or decryption fails.
+        unsupported algorithm, decryption fails, or the content is not a SignedData.
     """
     from pyasn1.codec.der import decoder
     from pyasn1.error import PyAsn1Error
@@ -153,7 +157,7 @@ def decrypt_server_generated_key(
             content = unpadder.update(bytes(plain)) + unpadder.finalize()
         except ValueError:
             raise ProtocolError(f"{what}: the encrypted key does not decrypt") from None
-        return _load_key(_signed_content(content, what=what), what=what)
+        return parse_signed_data(content, what=f"{what}: the decrypted key")
     finally:
         cek[:] = bytes(len(cek))
         plain[:] = bytes(len(plain))
@@ -188,25 +192,6 @@ def _key_transport_padding(
         algorithm=_OAEP_HASHES[hash_oid](),
         label=None,
     )
-
-
-def _signed_content(der: bytes, *, what: str) -> bytes:
-    """The eContent of ContentInfo(SignedData) (RFC 5652 section 5.2)."""
-    from pyasn1.codec.der import decoder
-    from pyasn1.error import PyAsn1Error
-    from pyasn1_modules import rfc5652
-
-    try:
-        info, _ = decoder.decode(der, asn1Spec=rfc5652.ContentInfo())
-        if str(info["contentType"]) != _SIGNED_DATA:
-            raise ProtocolError(f"{what}: the decrypted key is not wrapped in SignedData")
-        signed, _ = decoder.decode(info["content"], asn1Spec=rfc5652.SignedData())
-        content = signed["encapContentInfo"]["eContent"]
-        if not content.isValue:
-            raise ProtocolError(f"{what}: the SignedData around the key has no content")
-        return bytes(content)
-    except PyAsn1Error as exc:
-        raise ProtocolError(f"{what}: the decrypted key does not parse: {exc}") from None
 
 
 def _is_key(part: Part) -> bool:

@@ -2,7 +2,8 @@
 
 The CSR only names the subject: it is signed by a throwaway in-memory key, as the server
 makes the key pair.  The answer's key must match its certificate, the certificate must
-chain to the anchors; then the key is imported into the token (non-extractable from
+chain to the anchors; a CMS-encrypted key's SignedData must be signed by a certificate
+of the same PKI (section 4.4.2); then the key is imported into the token (non-extractable from
 then on), the certificate stored beside it, and the software copy dropped.  A journal
 record (the planned key id) makes a killed run recoverable: the next run deletes a key
 that was imported without its certificate and asks again.
@@ -19,11 +20,13 @@ import logging
 import os
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from est_hw import faults
 from est_hw.errors import UsageError
+from est_hw.est.signed_data import SignedContent
 from est_hw.keys.base import KeyBackend, KeyType, PrivateKey, TokenKey
 from est_hw.provision.enroll import (
     EnrollRequest,
@@ -38,6 +41,7 @@ from est_hw.provision.journal import Journal, PendingEnrollment
 from est_hw.provision.trust import ServerSession
 from est_hw.tls.settings import ClientIdentity
 from est_hw.x509.csr import build_csr
+from est_hw.x509.trust import verify_issued
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +107,8 @@ def serverkeygen(
             faults.point("after-import")
             try:
                 certificate, chain = accept_issued(answer.certificates, key, server, client)
+                if answer.key_signature is not None:
+                    _check_key_signer(answer.key_signature, [*answer.certificates, *chain], server)
                 if key_out is not None:
                     _write_key_file(key_out, software)
                 backend.store_certificate(key, certificate, chain)
@@ -116,6 +122,29 @@ def serverkeygen(
             del software, answer  # drop our references to the key material
     journal.clear(request.key_label)
     return EnrollResult(key, certificate, tuple(chain), backend.name)
+
+
+def _check_key_signer(
+    signed: SignedContent, path: list[x509.Certificate], server: ServerSession
+) -> None:
+    """The SignedData around an encrypted key is "signed by the party that generated the
+    private key, which may or may not be the EST server or the EST CA" (RFC 7030 4.4.2):
+    its signature must verify, and its signer must chain (RFC 5280) to the anchor the
+    issued certificate chained to, or to an explicit anchor.
+
+    :param path: the answer's certificates and the issued certificate's validated chain
+        (anchor last).
+    :raises TrustError: a bad signature, or a signer outside the PKI.
+    """
+    known = [*path, *server.cacerts, *(c for fetched in server.fetched_cacerts for c in fetched)]
+    signer = signed.verify(known)
+    anchors = [*server.trust.anchors, path[-1]]
+    verify_issued(
+        signer,
+        [*signed.certificates, *known],
+        anchors,
+        what=f"the signer of the server-generated key ({signer.subject.rfc4514_string()})",
+    )
 
 
 def _write_key_file(path: Path, key: PrivateKey) -> None:

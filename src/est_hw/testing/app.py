@@ -196,6 +196,7 @@ class EstApp:
                     rsa_key=self.config.serverkeygen_rsa,
                     pkcs1=self.config.serverkeygen_pkcs1,
                     encrypt_to=self._serverkeygen_recipient(csr),
+                    signer=self.config.serverkeygen_signer,
                 )
             elif op == "fullcmc":
                 response = self._fullcmc(request)

@@ -16,6 +16,7 @@ from est_hw.testing.misbehaviour import Misbehaviour
 
 __all__ = [
     "AuthMode",
+    "KeySigner",
     "Misbehaviour",
     "Quirk",
     "RawAnswer",
@@ -27,6 +28,9 @@ __all__ = [
 ]
 
 AuthMode = Literal["none", "basic", "digest"]
+#: who signs the SignedData around a CMS-encrypted server-generated key (section 4.4.2):
+#: the issuing CA; a self-signed key outside the PKI; or the CA with a broken signature
+KeySigner = Literal["ca", "foreign", "tampered"]
 TLS_VERSIONS = ("1.2", "1.3")
 #: the EST operations (RFC 7030 section 3.2.2) a misbehaviour may target
 OPERATION_NAMES = (
@@ -122,6 +126,8 @@ class ServerConfig:
         as one real server does (section 4.4.2; implies RSA).
     :param serverkeygen_recipient: an RSA public key; a /serverkeygen CSR with an
         AsymmetricDecryptKeyIdentifier gets its key CMS-encrypted to it (section 4.4.2).
+    :param serverkeygen_signer: who signs the SignedData inside that encryption, see
+        :data:`KeySigner`.
     :param misbehaviour: one hostile behaviour, see :class:`Misbehaviour` (tests only).
     :param misbehave_on: the operations an http, status, body or redirect misbehaviour
         hits; tcp and tls misbehaviours hit every connection.
@@ -153,6 +159,7 @@ class ServerConfig:
     serverkeygen_rsa: bool = False
     serverkeygen_pkcs1: bool = False
     serverkeygen_recipient: rsa.RSAPublicKey | None = None
+    serverkeygen_signer: KeySigner = "ca"
     misbehaviour: Misbehaviour | None = None
     misbehave_on: frozenset[str] = frozenset({"simpleenroll"})
     redirect_to: str | None = None

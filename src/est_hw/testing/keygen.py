@@ -7,8 +7,10 @@ with a PKCS#1 RSAPrivateKey labelled as pkcs8, as one real server does.  When th
 carries an AsymmetricDecryptKeyIdentifier (section 4.4.1.2) and the test configured the
 recipient's RSA public key, the key part is ``smime-type=server-generated-key``: CMS
 EnvelopedData (RSAES-PKCS1-v1_5 key transport, AES-128-CBC) around a SignedData by the
-issuing CA around the PKCS#8 key.  cryptography's PKCS#7 builders write id-data as the
-eContentType, not id-ct-KP-aKeyPackage (RFC 6031); good enough for a test peer.
+issuing CA around the PKCS#8 key (or, to test the client, by a key outside the PKI, or
+with a broken signature: :data:`~est_hw.testing.config.KeySigner`).  cryptography's
+PKCS#7 builders write id-data as the eContentType, not id-ct-KP-aKeyPackage (RFC 6031);
+good enough for a test peer.
 
 fullcmc: a Full PKI Request (RFC 5272 section 3.2: CMS SignedData around PKIData) whose
 first TaggedRequest is a PKCS#10 request is answered with a Simple PKI Response (RFC 5272
@@ -26,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from est_hw.testing.ca import TestCa
-from est_hw.testing.config import Response
+from est_hw.testing.config import KeySigner, Response
 from est_hw.testing.wire import BodyError, decode_base64_body, encode_base64_body, pkcs7_certs_only
 
 CMC_RESPONSE = "application/pkcs7-mime; smime-type=CMC-response"
@@ -52,10 +54,12 @@ def serverkeygen_response(
     rsa_key: bool,
     pkcs1: bool,
     encrypt_to: rsa.RSAPublicKey | None = None,
+    signer: KeySigner = "ca",
 ) -> Response:
     """Make a key, issue its certificate, answer multipart/mixed (section 4.4.2).
 
     :param encrypt_to: answer the key CMS-encrypted to this RSA key (section 4.4.2).
+    :param signer: who signs the SignedData inside that encryption.
     """
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
         rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -75,7 +79,7 @@ def serverkeygen_response(
     )
     key_type = "application/pkcs8"
     if encrypt_to is not None:
-        key_der = _envelop_key(ca, key_der, encrypt_to)
+        key_der = _envelop_key(ca, key_der, encrypt_to, signer)
         key_type = SERVER_GENERATED_KEY
     boundary = "est-" + secrets.token_hex(8)
     body = b"".join(
@@ -92,7 +96,9 @@ def serverkeygen_response(
     return Response(200, body, [("Content-Type", f"multipart/mixed; boundary={boundary}")])
 
 
-def _envelop_key(ca: TestCa, key_der: bytes, recipient: rsa.RSAPublicKey) -> bytes:
+def _envelop_key(
+    ca: TestCa, key_der: bytes, recipient: rsa.RSAPublicKey, signer: KeySigner
+) -> bytes:
     """EnvelopedData(SignedData(PKCS#8)) to ``recipient`` (RFC 7030 section 4.4.2).
 
     cryptography's envelope builder wants a recipient certificate: the CA makes a
@@ -102,12 +108,18 @@ def _envelop_key(ca: TestCa, key_der: bytes, recipient: rsa.RSAPublicKey) -> byt
 
     from cryptography.hazmat.primitives.serialization import pkcs7
 
+    signer_cert, signer_key = ca.issuing_cert, ca.issuing_key
+    if signer == "foreign":
+        other = TestCa.create("foreign")
+        signer_cert, signer_key = other.issuing_cert, other.issuing_key
     signed = (
         pkcs7.PKCS7SignatureBuilder()
         .set_data(key_der)
-        .add_signer(ca.issuing_cert, ca.issuing_key, hashes.SHA256())
+        .add_signer(signer_cert, signer_key, hashes.SHA256())
         .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
     )
+    if signer == "tampered":  # DER SignedData ends with the (only) signature's value
+        signed = signed[:-1] + bytes([signed[-1] ^ 0x01])
     now = datetime.datetime.now(datetime.UTC)
     recipient_cert = (
         x509.CertificateBuilder()
