@@ -9,7 +9,9 @@ In a worker process of ``est-hw provision --jobs N`` the point kills the ``est-h
 process first (:func:`kill_parent_too`), then the worker, so that the whole run dies as
 one; the other workers follow their parent (``PR_SET_PDEATHSIG``).  ``<point>@worker``
 fires only in such a worker, so a test can make the crash start there rather than in
-est-hw's own job.
+est-hw's own job.  ``<point>@worker:<device>`` kills only the worker (est-hw lives on),
+and only while it provisions the device of that name (:func:`working_on`): a token
+whose library crashes its process every time.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ POINTS = (
 
 #: The process that :func:`point` kills before this one (a provisioning worker's parent).
 _parent: dict[str, int] = {}
+#: The device a provisioning worker is working on (:func:`working_on`).
+_device: dict[str, str] = {}
 
 
 def kill_parent_too(parent: int) -> None:
@@ -38,9 +42,18 @@ def kill_parent_too(parent: int) -> None:
     _parent["pid"] = parent
 
 
+def working_on(device: str) -> None:
+    """Note the device this worker process provisions now (for ``<point>@worker:<device>``)."""
+    _device["name"] = device
+
+
 def point(name: str) -> None:
     """Die here (SIGKILL, no cleanup) if ``EST_HW_CRASH_AT`` names this point."""
     wanted = os.environ.get(ENV)
+    if wanted is None:
+        return
+    if "pid" in _parent and wanted == f"{name}@worker:{_device.get('name')}":
+        os.kill(os.getpid(), signal.SIGKILL)  # this worker alone
     if wanted == name or (wanted == f"{name}@worker" and "pid" in _parent):
         # Only while it is still our parent: once it is gone, the pid may be another's.
         parent = _parent.get("pid")

@@ -35,7 +35,7 @@ WRONG_PIN = "wrong-PIN-kq7z"
 REPORT_FIELDS = {
     "device", "index", "group", "status", "token_label", "token_serial", "slot", "tcti",
     "key_label", "subject", "serial", "not_after", "resumed", "retry_after", "error",
-    "exit_code", "timings", "started_at", "finished_at", "worker",
+    "exit_code", "timings", "started_at", "finished_at", "worker", "attempts",
 }  # fmt: skip
 
 
@@ -408,9 +408,11 @@ def _orphans(tray: Tray) -> set[int]:
     return left
 
 
-def test_a_worker_that_dies_fails_its_devices_and_the_others_go_on(
+def test_a_worker_killed_once_costs_no_device(
     run: Cli, tmp_path: Path, tray_dir: Path, est_server: StartServer
 ) -> None:
+    """A worker killed from outside takes the pool down; the devices it stopped are run
+    again, one at a time, and resume: every device is issued, with one key each."""
     tray = make_tray(tray_dir, 16)
 
     server, ca_file = est_server(response_hook=slow_enrollments(0.05))
@@ -422,27 +424,58 @@ def test_a_worker_that_dies_fails_its_devices_and_the_others_go_on(
         env={**run.env, **tray.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     wait_for_lines(report, 3)
-    victim = min(worker_processes(proc.pid))
-    os.kill(victim, signal.SIGKILL)
+    first_workers = worker_processes(proc.pid)
+    os.kill(min(first_workers), signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 8, stderr
+    assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     summary = json.loads(stdout)
-    assert 1 <= summary["failed"] <= 2
-    assert summary["issued"] + summary["failed"] == 16
-    for failure in summary["failures"]:
-        assert "a worker process died" in failure["error"]
-        assert f"est-hw: {failure['device']}: failed: a worker process died" in stderr
+    assert summary["issued"] == 16
     lines = read_report(report)
     assert len(lines) == 16
-    # the devices left went on on new workers
-    assert len({line["worker"] for line in lines if line["worker"] is not None}) >= 3
+    again = [line for line in lines if line["attempts"] == 2]
+    assert 1 <= len(again) <= 2  # the devices on the two workers when one was killed
+    assert all(line["status"] == "issued" for line in again)
+    assert {line["attempts"] for line in lines} == {1, 2}
+    # the devices went on on new workers
+    assert {line["worker"] for line in lines} - {*first_workers, proc.pid}
+    assert_one_key_and_certificate_each(tray, tray.labels)
 
-    rerun = run("provision", str(plan), "--json", env=tray.env())
+
+def test_a_device_that_crashes_its_worker_fails_alone(
+    run: Cli, tmp_path: Path, tray_dir: Path, est_server: StartServer
+) -> None:
+    """dev-02's worker dies before it sends its request, every time (a token library that
+    crashes): it fails on its second attempt, run alone, and no other device fails."""
+    tray = make_tray(tray_dir, 10)
+
+    server, ca_file = est_server(response_hook=slow_enrollments(0.2))
+    plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
+    report = tmp_path / "report.jsonl"
+    # --workers now: est-hw's own job takes dev-01, the workers dev-02 (and dev-03)
+    crash = {"EST_HW_CRASH_AT": "before-send@worker:dev-02"}
+    result = run("provision", str(plan), "--jobs", "3", "--workers", "now", "--report",
+                 str(report), "--json", env={**tray.env(), **crash})  # fmt: skip
+    assert result.code == 8, result.stderr
+    assert "Traceback" not in result.stderr
+    summary = result.json()
+    assert (summary["issued"], summary["failed"]) == (9, 1)
+    (failure,) = summary["failures"]
+    assert failure["device"] == "dev-02"
+    assert "a worker process died twice" in failure["error"]
+    lines = {line["device"]: line for line in read_report(report)}
+    assert len(lines) == 10
+    assert lines["dev-02"]["attempts"] == 2
+    assert lines["dev-02"]["worker"] is None
+    # whichever devices shared the workers with dev-02 were run again and issued (which
+    # ones depends on when the pool notices the death: not at once for a new worker)
+    assert all(line["status"] == "issued" for name, line in lines.items() if name != "dev-02")
+    assert {line["attempts"] for line in lines.values()} <= {1, 2}
+    assert_one_key_and_certificate_each(tray, tuple(x for x in tray.labels if x != "dev-02"))
+
+    rerun = run("provision", str(plan), "--json", env=tray.env())  # the library fixed
     assert rerun.code == 0, rerun.stderr
-    # a device may have been finished just before its worker went down: then it is skipped
-    assert rerun.json()["issued"] + rerun.json()["skipped"] == 16
-    assert rerun.json()["issued"] <= summary["failed"]
+    assert (rerun.json()["issued"], rerun.json()["skipped"]) == (1, 9)
     assert_one_key_and_certificate_each(tray, tray.labels)
 
 

@@ -3,6 +3,7 @@ hidden on the way; the crash points also kill the parent of a worker."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import pickle
@@ -144,3 +145,63 @@ def test_auto_workers_start_only_when_they_pay() -> None:
     assert _workers_wanted(4, 1, [slow]) == 0  # one device left: no worker for it
     left = 2 * WORKER_START_S
     assert _workers_wanted(8, 11, [fast, left / 10]) == 1
+
+
+DEVICE_CRASH = """
+import os
+from est_hw import faults
+faults.kill_parent_too(os.getppid())
+faults.working_on("dev-01")
+faults.point("after-keygen")
+print("not killed on dev-01", flush=True)
+faults.working_on("dev-02")
+faults.point("after-keygen")
+print("not killed on dev-02", flush=True)
+"""
+
+
+def test_a_device_crash_point_kills_only_the_worker_on_that_device(tmp_path: Path) -> None:
+    """``<point>@worker:<device>``: a token library that crashes its worker process every
+    time on one device; est-hw (the parent) lives on."""
+    path = tmp_path / "crash.py"
+    path.write_text(DEVICE_CRASH)
+    result = subprocess.run(
+        ["/bin/sh", "-c", f'"{sys.executable}" "{path}"; echo "parent survived $?"'],
+        check=False,
+        env={**os.environ, faults.ENV: "after-keygen@worker:dev-02"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    assert result.stdout == f"not killed on dev-01\nparent survived {128 + signal.SIGKILL}\n"
+
+
+def test_a_device_stopped_by_a_worker_death_gets_one_more_attempt_alone(tmp_path: Path) -> None:
+    from concurrent.futures import Future
+
+    from est_hw.provision.batch import WORKER_DIED, _SecondAttempts
+
+    without_csv = PLAN.replace('[values]\ncsv = "assets.csv"\nmatch = "token_label"\n', "")
+    (tmp_path / "plan.toml").write_text(without_csv.replace("CN={asset}", "CN={token_label}"))
+    plan = load_plan(tmp_path / "plan.toml")
+    group = DeviceGroup(number=1, kind="pkcs11", module="m.so", tokens="all")
+    dev1, dev2, dev3 = (Device(n, group, token_label=f"dev-0{n}") for n in (1, 2, 3))
+    again = _SecondAttempts(plan)
+
+    assert again.settle(dev1, None) is None  # first death: queued for a second attempt
+    assert again.settle(dev2, None) is None
+    assert list(again.devices) == [dev1, dev2]
+    assert again.hold({Future(): dev3})  # a second attempt waits for free workers ...
+    assert not again.hold({})
+    assert again.hold({Future(): again.devices.popleft()})  # ... and runs alone
+    issued = DeviceOutcome(dev1, "issued")
+    assert again.settle(dev1, issued) == dataclasses.replace(issued, attempts=2)
+    failed = again.settle(dev2, None)  # second death: it fails
+    assert failed is not None
+    assert (failed.status, failed.error, failed.attempts, failed.worker) == (
+        "failed", WORKER_DIED, 2, None
+    )  # fmt: skip
+    assert failed.names is not None and failed.names.subject == "CN=dev-02"
+    other = DeviceOutcome(dev3, "issued")
+    assert again.settle(dev3, other) is other  # never stopped: reported as it is

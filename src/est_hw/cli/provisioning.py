@@ -262,6 +262,7 @@ def report_line(outcome: DeviceOutcome) -> dict[str, Any]:
         "started_at": outcome.started_at.isoformat() if outcome.started_at else None,
         "finished_at": outcome.finished_at.isoformat(),
         "worker": outcome.worker,
+        "attempts": outcome.attempts,
     }
 
 

@@ -125,6 +125,8 @@ class DeviceOutcome:
     :param started_at: when work on the device began (None when it never did, or when
         the worker process running it died).
     :param worker: the id of the process that provisioned the device (None when it died).
+    :param attempts: 2 when a worker process died while the device was in progress and
+        the device was then run again, alone (see :func:`run_batch`).
     """
 
     device: Device
@@ -142,6 +144,7 @@ class DeviceOutcome:
     )
     started_at: datetime.datetime | None = None
     worker: int | None = field(default_factory=os.getpid)
+    attempts: int = 1
 
 
 def expand_devices(plan: Plan) -> tuple[Device, ...]:
@@ -237,10 +240,14 @@ def run_batch(
     one worker for every ``2 * WORKER_START_S`` that the devices left would take the own
     job at the pace so far (at most ``jobs - 1``), so that a tray of fast tokens is not
     slowed by starting processes, and slow tokens (RSA on a smart card) get all their
-    workers after the first device.  A
-    worker that dies (killed, or crashed inside a PKCS#11 module) fails the devices in
-    progress on the workers, which stay resumable; the remaining devices go on, on new
-    workers.
+    workers after the first device.
+
+    A worker that dies (killed, or crashed inside a PKCS#11 module) takes the other
+    workers down with it (:class:`_WorkerPool`).  The devices then in progress on the
+    workers are run again, each alone on the new workers (resuming from their journal
+    records), so that a device that crashes its worker is found out: it fails on its
+    second death, and the devices that only shared the pool with it are provisioned.
+    Each device gets one second attempt; the other devices go on meanwhile.
 
     :param secrets: by group number, the group's secrets, or the error that resolving
         them raised (its devices then fail with it, in est-hw's own job).
@@ -252,54 +259,126 @@ def run_batch(
     if jobs < 1:
         raise UsageError("jobs must be at least 1")
     jobs = max(1, min(jobs, len(devices)))
-    pooled = _PooledSession.of(server)
-    own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="est-hw-provision")
-    sendable = {n: s for n, s in secrets.items() if isinstance(s, DeviceSecrets)}
-    now = jobs > 1 and workers == "now"
-    pool = _WorkerPool(jobs - 1, plan, server, sendable) if now else None
-    queue = collections.deque(devices)
-    on_pool: dict[Future[DeviceOutcome], Device] = {}
-    mine: Future[DeviceOutcome] | None = None
-    own_seconds: list[float] = []
+    dispatch = _Dispatch(plan, devices, server, secrets, jobs=jobs, workers=workers)
+    try:
+        dispatch.fill()
+        while running := dispatch.running():
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = dispatch.collect(future)
+                dispatch.fill()
+                if outcome is not None:
+                    yield outcome
+    finally:
+        dispatch.close()
 
-    def fill() -> None:
-        # Never more submitted than running, so a cancelled run leaves nothing queued.
-        nonlocal mine
-        if mine is None and queue:
-            mine = own.submit(provision_device, plan, queue.popleft(), pooled, secrets)
-        while pool is not None and queue and len(on_pool) < pool.jobs:
-            if isinstance(secrets.get(queue[0].group.number), EstHwError):
+
+class _Dispatch:
+    """Where each device of :func:`run_batch` runs: est-hw's own job, or a worker."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        devices: tuple[Device, ...],
+        server: ServerSession,
+        secrets: Mapping[int, DeviceSecrets | EstHwError],
+        *,
+        jobs: int,
+        workers: WorkerStart,
+    ) -> None:
+        self.plan, self.server, self.secrets, self.jobs = plan, server, secrets, jobs
+        self.pooled = _PooledSession.of(server)
+        self.own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="est-hw-provision")
+        self.sendable = {n: s for n, s in secrets.items() if isinstance(s, DeviceSecrets)}
+        self.pool: _WorkerPool | None = None
+        if jobs > 1 and workers == "now":
+            self.pool = _WorkerPool(jobs - 1, plan, server, self.sendable)
+        self.queue = collections.deque(devices)
+        self.on_pool: dict[Future[DeviceOutcome], Device] = {}
+        self.mine: Future[DeviceOutcome] | None = None
+        self.own_seconds: list[float] = []
+        self.again = _SecondAttempts(plan)
+
+    def running(self) -> set[Future[DeviceOutcome]]:
+        """The devices in progress (none: the run is over)."""
+        return {*self.on_pool, *([self.mine] if self.mine is not None else [])}
+
+    def fill(self) -> None:
+        """Start devices on the own job and the free workers.
+
+        Never more submitted than running, so a cancelled run leaves nothing queued.
+        """
+        if self.mine is None and self.queue:
+            device = self.queue.popleft()
+            self.mine = self.own.submit(
+                provision_device, self.plan, device, self.pooled, self.secrets
+            )
+        pool, on_pool = self.pool, self.on_pool
+        while pool is not None and len(on_pool) < pool.jobs and not self.again.hold(on_pool):
+            next_up = self.again.devices or self.queue
+            if not next_up or isinstance(self.secrets.get(next_up[0].group.number), EstHwError):
                 break  # its group's secrets failed: the own job reports it, no worker
-            future = pool.submit(queue[0])
+            future = pool.submit(next_up[0])
             if future is None:  # the workers broke: new ones once the running are done
                 break
-            on_pool[future] = queue.popleft()
+            on_pool[future] = next_up.popleft()
 
-    try:
-        fill()
-        while mine is not None or on_pool:
-            waiting = {*on_pool, *([mine] if mine is not None else [])}
-            done, _ = wait(waiting, return_when=FIRST_COMPLETED)
-            for future in done:
-                if future is mine:
-                    mine = None
-                    outcome = future.result()
-                    own_seconds.append(_seconds(outcome))
-                    wanted = _workers_wanted(jobs, len(queue), own_seconds)
-                    if pool is None and wanted > 0:
-                        pool = _WorkerPool(wanted, plan, server, sendable)
-                else:
-                    assert pool is not None
-                    outcome = pool.outcome(future, on_pool.pop(future))
-                if pool is not None and pool.broken and not on_pool:
-                    pool.restart()
-                fill()
-                yield outcome
-    finally:
-        own.shutdown(wait=True, cancel_futures=True)
-        pooled.close_all()
-        if pool is not None:
-            pool.close()
+    def collect(self, future: Future[DeviceOutcome]) -> DeviceOutcome | None:
+        """The outcome of a finished device; None when it is to be tried again."""
+        outcome: DeviceOutcome | None
+        if future is self.mine:
+            self.mine = None
+            outcome = future.result()
+            self.own_seconds.append(_seconds(outcome))
+            wanted = _workers_wanted(self.jobs, len(self.queue), self.own_seconds)
+            if self.pool is None and wanted > 0:
+                self.pool = _WorkerPool(wanted, self.plan, self.server, self.sendable)
+        else:
+            assert self.pool is not None
+            device = self.on_pool.pop(future)
+            outcome = self.again.settle(device, self.pool.outcome(future, device))
+        if self.pool is not None and self.pool.broken and not self.on_pool:
+            self.pool.restart()
+        return outcome
+
+    def close(self) -> None:
+        """Start nothing more, wait for the running devices, stop the workers."""
+        self.own.shutdown(wait=True, cancel_futures=True)
+        self.pooled.close_all()
+        if self.pool is not None:
+            self.pool.close()
+
+
+@dataclass
+class _SecondAttempts:
+    """The devices a worker's death stopped: one more attempt each, alone on the workers.
+
+    Alone, so that a device that crashes its worker again fails by itself (and is named),
+    rather than stopping the devices beside it a second time.
+    """
+
+    plan: Plan
+    devices: collections.deque[Device] = field(default_factory=collections.deque)
+    indexes: set[int] = field(default_factory=set)
+
+    def hold(self, on_pool: Mapping[Future[DeviceOutcome], Device]) -> bool:
+        """Must the workers take no device now (a second attempt runs or waits for them)?"""
+        if any(device.index in self.indexes for device in on_pool.values()):
+            return True
+        return bool(self.devices) and bool(on_pool)
+
+    def settle(self, device: Device, outcome: DeviceOutcome | None) -> DeviceOutcome | None:
+        """The outcome to report for a device back from the workers; None (nothing to
+        report yet) when its worker died on the first attempt, which queues the second."""
+        if outcome is None and device.index not in self.indexes:
+            self.indexes.add(device.index)
+            self.devices.append(device)
+            return None
+        if outcome is None:
+            return failed_outcome(self.plan, device, WORKER_DIED, attempts=2)
+        if device.index in self.indexes:
+            return dataclasses.replace(outcome, attempts=2)
+        return outcome
 
 
 def _workers_wanted(jobs: int, devices_left: int, own_seconds: list[float]) -> int:
@@ -512,10 +591,21 @@ class _PooledSession(ServerSession):
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WORKER_DIED = (
-    "a worker process died while this device was in progress (killed, or a crash in the "
-    "token's library); the devices in progress were stopped and stay resumable: run the "
-    "plan again"
+    "a worker process died twice while this device was in progress, the second time with "
+    "this device alone (killed, or a crash in the token's library); it stays resumable: "
+    "run the plan again"
 )
+
+
+def failed_outcome(plan: Plan, device: Device, error: str, *, attempts: int = 1) -> DeviceOutcome:
+    """A device that failed outside its own flow (its worker died, or its outcome was lost)."""
+    try:
+        names: DeviceNames | None = plan.names_for(device.variables())
+    except EstHwError:
+        names = None
+    return DeviceOutcome(
+        device, "failed", names, error=error, exit_code=1, worker=None, attempts=attempts
+    )
 
 
 @dataclass(frozen=True)
@@ -535,9 +625,10 @@ class _WorkerPool:
     """The worker processes of one run; a new set replaces them when one has died.
 
     When a worker dies, :class:`ProcessPoolExecutor` marks the pool broken and stops the
-    other workers: every device in progress fails (each is resumable, as after a killed
-    run).  The devices not started yet go to a new pool, so each broken pool costs at least
-    one device and a run always ends.
+    other workers: every device in progress is stopped (each is resumable, as after a
+    killed run) and :meth:`outcome` says None for it.  The devices go on on a new pool;
+    :func:`run_batch` gives each stopped device one more attempt, alone, so each broken
+    pool costs at least one attempt and a run always ends.
     """
 
     def __init__(
@@ -573,15 +664,16 @@ class _WorkerPool:
         except OSError as exc:
             raise EstHwError(f"cannot start a worker process: {exc}") from None
 
-    def outcome(self, future: Future[DeviceOutcome], device: Device) -> DeviceOutcome:
-        """The outcome a worker sent back, or the failure that its death means."""
+    def outcome(self, future: Future[DeviceOutcome], device: Device) -> DeviceOutcome | None:
+        """The outcome a worker sent back; None when a worker died with the device."""
         try:
             return future.result()
         except BrokenProcessPool:
             self.broken = True
-            return self._failed(device, WORKER_DIED)
+            return None
         except Exception as exc:  # e.g. an outcome that could not be sent back
-            return self._failed(device, f"internal error: {type(exc).__name__}: {exc}")
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            return failed_outcome(self.plan, device, error)
 
     def restart(self) -> None:
         """Drop the broken pool: the next :meth:`submit` starts new workers."""
@@ -596,13 +688,6 @@ class _WorkerPool:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
             self.executor = None
-
-    def _failed(self, device: Device, error: str) -> DeviceOutcome:
-        try:
-            names: DeviceNames | None = self.plan.names_for(device.variables())
-        except EstHwError:
-            names = None
-        return DeviceOutcome(device, "failed", names, error=error, exit_code=1, worker=None)
 
 
 @contextlib.contextmanager
@@ -674,4 +759,5 @@ def _provision_in_worker(device: Device) -> DeviceOutcome:
     if not isinstance(state, _WorkerState):
         error = state
         return DeviceOutcome(device, "failed", error=error, exit_code=1)
+    faults.working_on(device.name)
     return provision_device(state.plan, device, state.server, state.secrets)
