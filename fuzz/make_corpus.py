@@ -1,7 +1,8 @@
 """Write the seed corpus of the fuzz targets: ``python fuzz/make_corpus.py [DIR]``.
 
 Seeds are small, well-formed (and a few nearly well-formed) inputs for each target, built
-from a throwaway test CA, so nothing binary is committed that a script cannot remake.  The
+from a throwaway test CA (for signed_data: the fixed-key CA of fuzz_signed_data.py), so
+nothing binary is committed that a script cannot remake.  The
 default output is ``fuzz/corpus/<target>/seed-NNN``; every seed is under 10 KB.
 ``seeds()`` is also what ``tests/unit/test_fuzz_targets.py`` feeds the targets.
 """
@@ -135,6 +136,94 @@ def _csrattrs_ders() -> list[bytes]:
     ]
 
 
+def _signed_data_ders() -> list[bytes]:
+    """SignedData around a (fixed) PKCS#8 key, as RFC 7030 section 4.4.2 sends one: EC
+    signers of the fixed CA of fuzz_signed_data (so a SignedData without certificates
+    verifies against the target's candidates) and an RSA signer it issues; then a few
+    near-misses."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.hazmat.primitives.serialization import pkcs7
+    from fuzz_signed_data import fixed_ca
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1_modules import rfc5652
+
+    from est_hw.est.codec import encode_certs_only
+
+    ca = fixed_ca()
+    content = ec.derive_private_key(0x5EED, ec.SECP256R1()).private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rsa_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=fuzz signed_data RSA signer"))
+        .issuer_name(ca.issuing_cert.subject)
+        .public_key(rsa_key.public_key())
+        .serial_number(0x5EED03)
+        .not_valid_before(ca.issuing_cert.not_valid_before_utc)
+        .not_valid_after(ca.issuing_cert.not_valid_after_utc)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(rsa_key.public_key()), False)
+        .sign(ca.issuing_key, hashes.SHA256())
+    )
+    sha256, sha384 = hashes.SHA256(), hashes.SHA384()
+    no_attrs, no_certs = pkcs7.PKCS7Options.NoAttributes, pkcs7.PKCS7Options.NoCerts
+    pss = padding.PSS(padding.MGF1(hashes.SHA256()), 32)
+    pss384 = padding.PSS(padding.MGF1(hashes.SHA384()), padding.PSS.DIGEST_LENGTH)
+
+    def sign(
+        signers: list[
+            tuple[
+                x509.Certificate,
+                ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+                hashes.SHA256 | hashes.SHA384,
+                padding.PSS | None,
+            ]
+        ],
+        *options: pkcs7.PKCS7Options,
+    ) -> bytes:
+        builder = pkcs7.PKCS7SignatureBuilder().set_data(content)
+        for cert, key, digest, rsa_padding in signers:
+            builder = builder.add_signer(cert, key, digest, rsa_padding=rsa_padding)
+        return builder.sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary, *options])
+
+    def by_key_identifier(der: bytes) -> bytes:
+        """The same SignedData with its signers named by subjectKeyIdentifier (5.3)."""
+        info, _ = decoder.decode(der, asn1Spec=rfc5652.ContentInfo())
+        signed, _ = decoder.decode(info["content"], asn1Spec=rfc5652.SignedData())
+        certs = {c.serial_number: c for c in ca.chain}
+        for signer in signed["signerInfos"]:
+            cert = certs[int(signer["sid"]["issuerAndSerialNumber"]["serialNumber"])]
+            ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+            signer["version"] = 3
+            signer["sid"]["subjectKeyIdentifier"] = ski.digest
+        signed["version"] = 3
+        info["content"] = encoder.encode(signed)
+        return bytes(encoder.encode(info))
+
+    issuing = (ca.issuing_cert, ca.issuing_key, sha256, None)
+    ec_signed = sign([issuing])
+    return [
+        ec_signed,
+        sign([(ca.issuing_cert, ca.issuing_key, sha384, None)]),
+        sign([issuing], no_attrs),
+        sign([issuing], no_certs),
+        sign([(ca.issuing_cert, ca.issuing_key, sha384, None)], no_certs, no_attrs),
+        sign([(ca.root_cert, ca.root_key, sha384, None), issuing], no_certs),
+        sign([(rsa_cert, rsa_key, sha256, None)]),
+        sign([(rsa_cert, rsa_key, sha256, pss)]),
+        sign([(rsa_cert, rsa_key, sha384, pss384)], no_attrs),
+        by_key_identifier(sign([issuing], no_certs)),
+        by_key_identifier(sign([(ca.root_cert, ca.root_key, sha384, None)], no_attrs)),
+        encode_certs_only(ca.chain),
+        ec_signed[: len(ec_signed) // 2],
+        bytes.fromhex("3000"),
+    ]
+
+
 def seeds() -> dict[str, list[bytes]]:
     """Target name -> its seed inputs (in the byte layout its one-input function expects)."""
     from est_hw.est.codec import encode_base64_body
@@ -153,6 +242,7 @@ def seeds() -> dict[str, list[bytes]]:
         "csrattrs_response": csrattrs_bodies,
         "retry_after": [bytes([i % 2]) + v.encode("latin-1") for i, v in enumerate(RETRY_AFTER)],
         "media_type": [bytes([i]) + v.encode("latin-1") for i in range(8) for v in CONTENT_TYPES],
+        "signed_data": _signed_data_ders(),
     }
 
 

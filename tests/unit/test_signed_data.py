@@ -155,3 +155,25 @@ def test_any_mutation_is_refused_or_still_verifies_the_same_content(data: st.Dat
     except EstHwError:
         return
     assert signed.content == CONTENT
+
+
+def test_a_signer_named_by_key_identifier_is_found_among_the_sent_certificates() -> None:
+    """RFC 5652 5.3 lets a SignerInfo name its signer by subjectKeyIdentifier; cryptography
+    will not read the certificates of such a SignedData, so est-hw reads them itself."""
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1_modules import rfc5652
+
+    info, _ = decoder.decode(_sign(EC_CA, EC_CA_KEY), asn1Spec=rfc5652.ContentInfo())
+    signed, _ = decoder.decode(info["content"], asn1Spec=rfc5652.SignedData())
+    ski = EC_CA.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    for signer in signed["signerInfos"]:
+        signer["version"] = 3
+        signer["sid"]["subjectKeyIdentifier"] = ski.digest
+    signed["version"] = 3
+    info["content"] = encoder.encode(signed)
+    with pytest.raises(ValueError):  # why est-hw cannot leave this to cryptography
+        pkcs7.load_der_pkcs7_certificates(encoder.encode(info))
+    by_key_id = parse_signed_data(encoder.encode(info), what="t")
+    assert by_key_id.certificates == (EC_CA,)
+    assert by_key_id.verify() == EC_CA
+    assert by_key_id.verify([RSA_SIGNER]) == EC_CA

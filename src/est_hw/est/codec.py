@@ -233,17 +233,18 @@ def decode_certs_only(body: bytes, *, what: str) -> list[x509.Certificate]:
     if not certs:  # FIELD-NOTES saw [] here; cryptography 50 raises ValueError instead
         raise ProtocolError(f"{what} contains no certificate")
     for number, cert in enumerate(certs, 1):
-        _check_certificate(cert, f"{what}: certificate {number} of {len(certs)}")
+        check_certificate(cert, f"{what}: certificate {number} of {len(certs)}")
     return certs
 
 
-def _check_certificate(cert: x509.Certificate, where: str) -> None:
+def check_certificate(cert: x509.Certificate, where: str) -> None:
     """Parse now every field est-hw reads later, so a malformed one fails here, clearly.
 
     cryptography parses a certificate's fields lazily: ``load_der_pkcs7_certificates``
     accepts a certificate whose subject, issuer, validity or extensions are malformed,
     and the first later use (path validation, storing it on the token, printing it) would
-    raise a bare ``ValueError`` (found by fuzz/fuzz_certs_only.py).
+    raise a bare ``ValueError`` (found by fuzz/fuzz_certs_only.py and
+    fuzz/fuzz_signed_data.py).
 
     A public key of a type cryptography does not support (``UnsupportedAlgorithm``) is not
     malformed and is let through: a CA may well send such a certificate alongside the ones

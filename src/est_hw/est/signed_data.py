@@ -25,10 +25,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
 from est_hw.errors import ProtocolError, TrustError
+from est_hw.est import der
+from est_hw.est.codec import check_certificate
 
 _SIGNED_DATA = "1.2.840.113549.1.7.2"
 _CONTENT_TYPE_ATTR = "1.2.840.113549.1.9.3"
 _MESSAGE_DIGEST_ATTR = "1.2.840.113549.1.9.4"
+_ATTRIBUTE_NAMES = {_CONTENT_TYPE_ATTR: "content-type", _MESSAGE_DIGEST_ATTR: "message-digest"}
 
 #: The SHA-2 digests by OID (RFC 5754 section 2).
 HASHES: dict[str, type[hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
@@ -59,6 +62,9 @@ _ECDSA_SIGNATURES: dict[str, type[hashes.HashAlgorithm] | None] = {
     "1.2.840.10045.4.3.4": hashes.SHA512,
 }
 _EDDSA = {"1.3.101.112", "1.3.101.113"}  # Ed25519, Ed448 (RFC 8419)
+MGF1 = "1.2.840.113549.1.1.8"  # id-mgf1 (RFC 8017 appendix B.2.1), PSS's and OAEP's
+#: No RSA key has room for a longer RSASSA-PSS salt (OpenSSL's largest modulus is 16384 bits).
+_MAX_PSS_SALT = 2048
 
 
 def hash_for(oid: str, *, what: str) -> hashes.HashAlgorithm:
@@ -157,7 +163,12 @@ class SignedContent:
             key = cert.public_key()
         except (UnsupportedAlgorithm, ValueError) as exc:
             raise ProtocolError(f"{self.what}: the signer's key is unsupported: {exc}") from None
-        _verify_signature(key, signer, digest, signed, what=self.what)
+        try:
+            _verify_signature(key, signer, digest, signed, what=self.what)
+        except ValueError as exc:  # an RSA key too small for the PSS digest, say
+            raise ProtocolError(
+                f"{self.what}: the signer's key cannot check this signature: {exc}"
+            ) from None
 
 
 def _verify_signature(
@@ -186,50 +197,52 @@ def _pss_padding(
     params_der: bytes | None, *, what: str
 ) -> tuple[hashes.HashAlgorithm, padding.PSS]:
     """RSASSA-PSS-params (RFC 4055 section 3.1); the SHA-1 defaults are refused."""
-    from pyasn1.codec.der import decoder
     from pyasn1.error import PyAsn1Error
     from pyasn1_modules import rfc4055, rfc5280
 
     if params_der is None:
         raise ProtocolError(f"{what}: RSASSA-PSS without parameters (SHA-1) is not accepted")
     try:
-        params, _ = decoder.decode(params_der, asn1Spec=rfc4055.RSASSA_PSS_params())
+        params, _ = der.decode(params_der, rfc4055.RSASSA_PSS_params())
         hash_oid = mgf_oid = _SHA1
         if params["hashAlgorithm"].isValue:
             hash_oid = str(params["hashAlgorithm"]["algorithm"])
         if params["maskGenAlgorithm"].isValue:
+            if str(params["maskGenAlgorithm"]["algorithm"]) != MGF1:
+                raise ProtocolError(f"{what}: RSASSA-PSS with a mask generation other than MGF1")
             mgf_der = bytes(params["maskGenAlgorithm"]["parameters"])
-            mgf, _ = decoder.decode(mgf_der, asn1Spec=rfc5280.AlgorithmIdentifier())
+            mgf, _ = der.decode(mgf_der, rfc5280.AlgorithmIdentifier())
             mgf_oid = str(mgf["algorithm"])
         salt = int(params["saltLength"])
     except PyAsn1Error as exc:
         raise ProtocolError(f"{what}: the RSASSA-PSS parameters do not parse: {exc}") from None
+    if not 0 <= salt <= _MAX_PSS_SALT:  # cryptography: ValueError, OverflowError
+        raise ProtocolError(f"{what}: the RSASSA-PSS salt length is negative or too large")
     pss_hash = hash_for(hash_oid, what=what)
     return pss_hash, padding.PSS(mgf=padding.MGF1(hash_for(mgf_oid, what=what)), salt_length=salt)
 
 
-def parse_signed_data(der: bytes, *, what: str) -> SignedContent:
+def parse_signed_data(message: bytes, *, what: str) -> SignedContent:
     """ContentInfo(SignedData) (RFC 5652 sections 3 and 5.1), its signature not yet checked.
 
     :raises ProtocolError: not a SignedData, no encapsulated content, or it does not parse.
     """
-    from pyasn1.codec.der import decoder, encoder
     from pyasn1.error import PyAsn1Error
     from pyasn1_modules import rfc5652
 
     try:
-        info, rest = decoder.decode(der, asn1Spec=rfc5652.ContentInfo())
+        info, rest = der.decode(message, rfc5652.ContentInfo())
         if rest or str(info["contentType"]) != _SIGNED_DATA:
             raise ProtocolError(f"{what}: not a CMS SignedData")
-        signed, _ = decoder.decode(info["content"], asn1Spec=rfc5652.SignedData())
+        signed, _ = der.decode(info["content"], rfc5652.SignedData())
         encap = signed["encapContentInfo"]
         if not encap["eContent"].isValue:
             raise ProtocolError(f"{what}: the SignedData has no content")
-        signers = tuple(_signer_info(s, decoder, encoder) for s in signed["signerInfos"])
+        signers = tuple(_signer_info(s, what=what) for s in signed["signerInfos"])
         return SignedContent(
             content_type=str(encap["eContentType"]),
             content=bytes(encap["eContent"]),
-            certificates=_certificates(der),
+            certificates=_certificates(message, signed, what=what),
             signers=signers,
             what=what,
         )
@@ -237,8 +250,12 @@ def parse_signed_data(der: bytes, *, what: str) -> SignedContent:
         raise ProtocolError(f"{what}: the SignedData does not parse: {exc}") from None
 
 
-def _signer_info(signer: Any, decoder: Any, encoder: Any) -> SignerInfo:
+def _signer_info(signer: Any, *, what: str) -> SignerInfo:
     """One SignerInfo's fields; the signed attributes re-tagged as SET OF (section 5.4)."""
+    from pyasn1.codec.der import encoder
+    from pyasn1.error import PyAsn1Error
+    from pyasn1_modules import rfc5652
+
     sid = signer["sid"]
     issuer_der = serial = ski = None
     if sid.getName() == "subjectKeyIdentifier":
@@ -252,13 +269,21 @@ def _signer_info(signer: Any, decoder: Any, encoder: Any) -> SignerInfo:
         attrs_der = b"\x31" + tagged[1:]  # [0] IMPLICIT -> the universal SET tag
         for attr in signer["signedAttrs"]:
             values = list(attr["attrValues"])
-            if len(values) != 1:
-                continue  # both attributes are single-valued (11.1, 11.2): ignore others
             kind = str(attr["attrType"])
-            value, _ = decoder.decode(bytes(values[0]))
+            if kind not in _ATTRIBUTE_NAMES or len(values) != 1:
+                continue  # both attributes are single-valued (11.1, 11.2): ignore others
+            # decoded by type (11.1, 11.2): a schemaless decode can raise AttributeError in
+            # pyasn1, and bytes() of an INTEGER makes that many zero bytes
+            spec = rfc5652.ContentType() if kind == _CONTENT_TYPE_ATTR else rfc5652.MessageDigest()
+            try:
+                value, _ = der.decode(bytes(values[0]), spec)
+            except PyAsn1Error as exc:
+                raise ProtocolError(
+                    f"{what}: the signed {_ATTRIBUTE_NAMES[kind]} attribute is malformed: {exc}"
+                ) from None
             if kind == _CONTENT_TYPE_ATTR:
                 content_type = str(value)
-            elif kind == _MESSAGE_DIGEST_ATTR:
+            else:
                 message_digest = bytes(value)
     params = signer["signatureAlgorithm"]["parameters"]
     return SignerInfo(
@@ -275,11 +300,44 @@ def _signer_info(signer: Any, decoder: Any, encoder: Any) -> SignerInfo:
     )
 
 
-def _certificates(der: bytes) -> tuple[x509.Certificate, ...]:
-    """The SignedData's certificates field, as sent (none is an empty tuple)."""
+def _certificates(message: bytes, signed: Any, *, what: str) -> tuple[x509.Certificate, ...]:
+    """The SignedData's certificates field, as sent (none is an empty tuple), each checked
+    field by field (:func:`~est_hw.est.codec.check_certificate`).
+
+    cryptography refuses some valid SignedData (one whose SignerInfo names its signer by
+    key identifier, or without certificates): their certificates are then taken from
+    pyasn1's parse, re-encoded (DER in, the same DER out).
+
+    :raises ProtocolError: a certificate that does not load, or with a field that does not
+        parse.
+    """
     from cryptography.hazmat.primitives.serialization import pkcs7
 
     try:
-        return tuple(pkcs7.load_der_pkcs7_certificates(der))
-    except ValueError:  # no certificates (cryptography raises rather than return [])
-        return ()
+        certs = tuple(pkcs7.load_der_pkcs7_certificates(message))
+    except ValueError:
+        certs = _reencoded_certificates(signed, what=what)
+    except Exception as exc:  # x509.InvalidVersion (not a ValueError), or what else it raises
+        raise ProtocolError(
+            f"{what}: the SignedData's certificates do not load: {type(exc).__name__}: {exc}"
+        ) from None
+    for number, cert in enumerate(certs, 1):
+        check_certificate(cert, f"{what}: certificate {number} of {len(certs)} of the SignedData")
+    return certs
+
+
+def _reencoded_certificates(signed: Any, *, what: str) -> tuple[x509.Certificate, ...]:
+    """The X.509 certificates of a parsed SignedData (other CertificateChoices skipped)."""
+    from pyasn1.codec.der import encoder
+
+    certs = []
+    for choice in signed["certificates"]:
+        if choice.getName() != "certificate":
+            continue  # attribute certificates and others (RFC 5652 section 10.2.2)
+        try:
+            certs.append(x509.load_der_x509_certificate(encoder.encode(choice["certificate"])))
+        except Exception as exc:  # ValueError, x509.InvalidVersion
+            raise ProtocolError(
+                f"{what}: a certificate of the SignedData does not load: {type(exc).__name__}"
+            ) from None
+    return tuple(certs)
