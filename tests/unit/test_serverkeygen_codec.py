@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -184,3 +186,57 @@ def test_oaep_key_transport_is_understood() -> None:
     assert isinstance(pad._algorithm, hashes.SHA256)
     ciphertext = DECRYPT_KEY.public_key().encrypt(b"k" * 16, pad)
     assert DECRYPT_KEY.decrypt(ciphertext, pad) == b"k" * 16
+
+
+def _edited_envelope(edit: Callable[[Any], None]) -> bytes:
+    """The test server's encrypted key part, its EnvelopedData changed by ``edit``."""
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1_modules import rfc5652
+
+    body, content_type = _encrypted_answer()
+    parts = parse_multipart(body, content_type, what="t")
+    (key_part,) = [p for p in parts if p.params.get("smime-type") == "server-generated-key"]
+    info, _ = decoder.decode(key_part.content, asn1Spec=rfc5652.ContentInfo())
+    enveloped, _ = decoder.decode(info["content"], asn1Spec=rfc5652.EnvelopedData())
+    edit(enveloped)
+    info["content"] = encoder.encode(enveloped)
+    return bytes(encoder.encode(info))
+
+
+def test_an_iv_that_is_a_huge_integer_is_refused_without_allocating_it() -> None:
+    """A schemaless decode would hand back an INTEGER, and bytes() of it would allocate
+    2**40 zero bytes; the IV is decoded as the OCTET STRING it must be."""
+    from pyasn1.codec.der import encoder
+    from pyasn1.type import univ
+
+    def huge_iv(enveloped: Any) -> None:
+        algorithm = enveloped["encryptedContentInfo"]["contentEncryptionAlgorithm"]
+        algorithm["parameters"] = encoder.encode(univ.Integer(2**40))
+
+    with pytest.raises(ProtocolError, match="does not parse"):
+        decrypt_server_generated_key(_edited_envelope(huge_iv), DECRYPT_KEY, what="t")
+
+
+@pytest.mark.parametrize(
+    ("mgf_oid", "parameters", "match"),
+    [("1.2.3.4", None, "other than MGF1"), ("1.2.840.113549.1.1.8", b"\x02\x01\x05", "parse")],
+    ids=["not-mgf1", "mgf1-params-not-an-algorithm"],
+)
+def test_oaep_with_a_bad_mask_generation_is_a_protocol_error(
+    mgf_oid: str, parameters: bytes | None, match: str
+) -> None:
+    from pyasn1.codec.der import encoder
+    from pyasn1_modules import rfc4055
+
+    def bad_oaep(enveloped: Any) -> None:
+        params = rfc4055.RSAES_OAEP_params()
+        params["maskGenFunc"]["algorithm"] = mgf_oid
+        if parameters is not None:
+            params["maskGenFunc"]["parameters"] = parameters
+        for recipient in enveloped["recipientInfos"]:
+            algorithm = recipient["ktri"]["keyEncryptionAlgorithm"]
+            algorithm["algorithm"] = rfc4055.id_RSAES_OAEP
+            algorithm["parameters"] = encoder.encode(params)
+
+    with pytest.raises(ProtocolError, match=match):
+        decrypt_server_generated_key(_edited_envelope(bad_oaep), DECRYPT_KEY, what="t")

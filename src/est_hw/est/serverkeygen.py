@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
 from est_hw.errors import ProtocolError
+from est_hw.est import der
 from est_hw.est.codec import decode_certs_only
 from est_hw.est.multipart import Part, parse_multipart
-from est_hw.est.signed_data import HASHES, SignedContent, parse_signed_data
+from est_hw.est.signed_data import HASHES, MGF1, SignedContent, parse_signed_data
 from est_hw.keys.base import PrivateKey
 
 _PKCS8 = "application/pkcs8"
@@ -97,7 +98,7 @@ def decode_serverkeygen(
 
 
 def decrypt_server_generated_key(
-    der: bytes, decrypt_key: rsa.RSAPrivateKey, *, what: str
+    message: bytes, decrypt_key: rsa.RSAPrivateKey, *, what: str
 ) -> SignedContent:
     """The SignedData around the private key in an encrypted key part (RFC 7030 4.4.2).
 
@@ -115,31 +116,31 @@ def decrypt_server_generated_key(
     :raises ProtocolError: the structure does not parse, no key-transport recipient, an
         unsupported algorithm, decryption fails, or the content is not a SignedData.
     """
-    from pyasn1.codec.der import decoder
     from pyasn1.error import PyAsn1Error
+    from pyasn1.type import univ
     from pyasn1_modules import rfc5652
 
     cek = bytearray()
     plain = bytearray()
     try:
         try:
-            info, rest = decoder.decode(der, asn1Spec=rfc5652.ContentInfo())
+            info, rest = der.decode(message, rfc5652.ContentInfo())
             if rest or str(info["contentType"]) != _ENVELOPED_DATA:
                 raise ProtocolError(f"{what}: the encrypted key part is not CMS EnvelopedData")
-            enveloped, _ = decoder.decode(info["content"], asn1Spec=rfc5652.EnvelopedData())
+            enveloped, _ = der.decode(info["content"], rfc5652.EnvelopedData())
             ktris = [ri["ktri"] for ri in enveloped["recipientInfos"] if ri.getName() == "ktri"]
+            if not ktris:
+                raise ProtocolError(f"{what}: the encrypted key has no key-transport recipient")
+            padding = _key_transport_padding(ktris[0]["keyEncryptionAlgorithm"], what=what)
             encrypted = enveloped["encryptedContentInfo"]
             cipher_oid = str(encrypted["contentEncryptionAlgorithm"]["algorithm"])
             iv_der = encrypted["contentEncryptionAlgorithm"]["parameters"]
             ciphertext = bytes(encrypted["encryptedContent"])
-            iv = bytes(decoder.decode(bytes(iv_der))[0]) if iv_der.isValue else b""
+            iv = bytes(der.decode(bytes(iv_der), univ.OctetString())[0]) if iv_der.isValue else b""
         except PyAsn1Error as exc:
             raise ProtocolError(f"{what}: the encrypted key part does not parse: {exc}") from None
-        if not ktris:
-            raise ProtocolError(f"{what}: the encrypted key has no key-transport recipient")
         if cipher_oid not in _AES_CBC or len(iv) != 16:
             raise ProtocolError(f"{what}: unsupported content encryption {cipher_oid}")
-        padding = _key_transport_padding(ktris[0]["keyEncryptionAlgorithm"], what=what)
         for ktri in ktris:  # usually one; try each, the token says which one is ours
             try:
                 cek[:] = decrypt_key.decrypt(bytes(ktri["encryptedKey"]), padding)
@@ -167,7 +168,6 @@ def _key_transport_padding(
     algorithm: object, *, what: str
 ) -> asym_padding.PKCS1v15 | asym_padding.OAEP:
     """RSAES-PKCS1-v1_5 or RSAES-OAEP with MGF1 (RFC 8017 appendix A.2.1, RFC 3560)."""
-    from pyasn1.codec.der import decoder
     from pyasn1_modules import rfc4055, rfc5280
 
     oid = str(algorithm["algorithm"])  # type: ignore[index]
@@ -178,12 +178,14 @@ def _key_transport_padding(
     params_der = algorithm["parameters"]  # type: ignore[index]
     hash_oid = mgf_hash_oid = "1.3.14.3.2.26"  # the SHA-1 defaults
     if params_der.isValue:
-        params, _ = decoder.decode(bytes(params_der), asn1Spec=rfc4055.RSAES_OAEP_params())
+        params, _ = der.decode(bytes(params_der), rfc4055.RSAES_OAEP_params())
         if params["hashFunc"].isValue:
             hash_oid = str(params["hashFunc"]["algorithm"])
         if params["maskGenFunc"].isValue:
+            if str(params["maskGenFunc"]["algorithm"]) != MGF1:
+                raise ProtocolError(f"{what}: OAEP with a mask generation other than MGF1")
             mgf_params = params["maskGenFunc"]["parameters"]
-            inner, _ = decoder.decode(bytes(mgf_params), asn1Spec=rfc5280.AlgorithmIdentifier())
+            inner, _ = der.decode(bytes(mgf_params), rfc5280.AlgorithmIdentifier())
             mgf_hash_oid = str(inner["algorithm"])
     if hash_oid not in _OAEP_HASHES or mgf_hash_oid not in _OAEP_HASHES:
         raise ProtocolError(f"{what}: unsupported OAEP hash {hash_oid}")
