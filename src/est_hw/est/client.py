@@ -13,8 +13,6 @@ import logging
 import re
 import typing
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from est_hw import metrics
+from est_hw.closing import ClosedOnExit
 from est_hw.errors import (
     AuthenticationError,
     EnrollmentPendingError,
@@ -111,7 +110,7 @@ class ConnectionInfo:
     stream: object
 
 
-class EstClient:
+class EstClient(ClosedOnExit):
     """RFC 7030 client: cacerts, csrattrs, simpleenroll, simplereenroll.
 
     :param endpoint: the server and label.
@@ -354,17 +353,6 @@ class EstClient:
     def close(self) -> None:
         """Close the connections."""
         self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _server_text(response: httpx.Response) -> str:

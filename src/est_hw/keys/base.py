@@ -17,12 +17,13 @@ import abc
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import NoReturn, Self, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from est_hw.closing import ClosedOnExit
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -240,7 +241,7 @@ def require_one_match(ids: Sequence[bytes], wanted: str, *, noun: str, where: st
         )
 
 
-class KeyBackend(abc.ABC):
+class KeyBackend(ClosedOnExit, abc.ABC):
     """An open key store.  Use as a context manager; :meth:`close` releases it."""
 
     #: Human name of the store (the PKCS#11 token label, the TPM's TCTI, a directory).
@@ -316,14 +317,3 @@ class KeyBackend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the store (log out, close sessions, flush handles)."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
