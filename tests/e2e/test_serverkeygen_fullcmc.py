@@ -121,9 +121,13 @@ def test_fullcmc_pass_through(cli: Cli, est_server: StartServer, tmp_path: Path)
     assert bad.stderr.startswith("est-hw: error: ")
 
 
+@pytest.mark.parametrize("signer", ["ca", "ca-not-included", "keygen-service"])
 def test_cms_encrypted_key_is_decrypted_by_the_token_key(
-    cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer
+    cli: Cli, softhsm_token: SoftHsmToken, est_server: StartServer, signer: str
 ) -> None:
+    """Signed by the issuing CA (its certificate sent, or only known from the chain), or
+    by a key generation service the CA certified (RFC 7030 4.4.2: "the party that
+    generated the private key, which may or may not be the EST server or the EST CA")."""
     recipient = make_decrypt_key(softhsm_token, label="decrypt")
     key_parts: list[bytes] = []
 
@@ -132,7 +136,9 @@ def test_cms_encrypted_key_is_decrypted_by_the_token_key(
             key_parts.append(response.body)
         return response
 
-    server, ca_file = est_server(serverkeygen_recipient=recipient, response_hook=spy)
+    server, ca_file = est_server(
+        serverkeygen_recipient=recipient, serverkeygen_signer=signer, response_hook=spy
+    )
     result = _keygen(cli, server.url, ca_file, softhsm_token,
                      "--decrypt-key-uri", "pkcs11:object=decrypt")  # fmt: skip
     assert result.code == 0, result.stderr

@@ -29,8 +29,10 @@ __all__ = [
 
 AuthMode = Literal["none", "basic", "digest"]
 #: who signs the SignedData around a CMS-encrypted server-generated key (section 4.4.2):
-#: the issuing CA; a self-signed key outside the PKI; or the CA with a broken signature
-KeySigner = Literal["ca", "foreign", "tampered"]
+#: the issuing CA; the issuing CA without its certificate in the SignedData; a key
+#: generation service with a certificate from the issuing CA; a CA of another PKI; or the
+#: issuing CA with a broken signature
+KeySigner = Literal["ca", "ca-not-included", "keygen-service", "foreign", "tampered"]
 TLS_VERSIONS = ("1.2", "1.3")
 #: the EST operations (RFC 7030 section 3.2.2) a misbehaviour may target
 OPERATION_NAMES = (

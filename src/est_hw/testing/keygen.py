@@ -7,8 +7,8 @@ with a PKCS#1 RSAPrivateKey labelled as pkcs8, as one real server does.  When th
 carries an AsymmetricDecryptKeyIdentifier (section 4.4.1.2) and the test configured the
 recipient's RSA public key, the key part is ``smime-type=server-generated-key``: CMS
 EnvelopedData (RSAES-PKCS1-v1_5 key transport, AES-128-CBC) around a SignedData by the
-issuing CA around the PKCS#8 key (or, to test the client, by a key outside the PKI, or
-with a broken signature: :data:`~est_hw.testing.config.KeySigner`).  cryptography's
+issuing CA around the PKCS#8 key (or, to test the client, by other signers, inside the
+PKI and outside: :data:`~est_hw.testing.config.KeySigner`).  cryptography's
 PKCS#7 builders write id-data as the eContentType, not id-ct-KP-aKeyPackage (RFC 6031);
 good enough for a test peer.
 
@@ -112,11 +112,20 @@ def _envelop_key(
     if signer == "foreign":
         other = TestCa.create("foreign")
         signer_cert, signer_key = other.issuing_cert, other.issuing_key
+    elif signer == "keygen-service":
+        signer_key = ec.generate_private_key(ec.SECP256R1())
+        service = x509.CertificateSigningRequestBuilder().subject_name(
+            x509.Name.from_rfc4514_string("CN=est-hw test key generation service")
+        )
+        signer_cert = ca.issue(service.sign(signer_key, hashes.SHA256()), days=1)
+    options = [pkcs7.PKCS7Options.Binary]
+    if signer == "ca-not-included":
+        options.append(pkcs7.PKCS7Options.NoCerts)
     signed = (
         pkcs7.PKCS7SignatureBuilder()
         .set_data(key_der)
         .add_signer(signer_cert, signer_key, hashes.SHA256())
-        .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+        .sign(serialization.Encoding.DER, options)
     )
     if signer == "tampered":  # DER SignedData ends with the (only) signature's value
         signed = signed[:-1] + bytes([signed[-1] ^ 0x01])
