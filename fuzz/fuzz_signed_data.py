@@ -12,6 +12,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     from est_hw.testing.ca import TestCa
 
 NAME = "signed_data"
@@ -58,6 +61,28 @@ def fixed_ca() -> TestCa:
     root = certificate(root_name, root_key, 0x5EED01)
     issuing = certificate("fuzz signed_data Issuing CA", issuing_key, 0x5EED02)
     return TestCa(root, root_key, issuing, issuing_key)
+
+
+def rsa_signer(ca: TestCa) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A fresh RSA-2048 key and its certificate from ``ca``'s issuing CA (with a subject
+    key identifier, so a SignerInfo may name it either way)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=fuzz signed_data RSA signer"))
+        .issuer_name(ca.issuing_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(0x5EED03)
+        .not_valid_before(ca.issuing_cert.not_valid_before_utc)
+        .not_valid_after(ca.issuing_cert.not_valid_after_utc)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(ca.issuing_key, hashes.SHA256())
+    )
+    return cert, key
 
 
 def load() -> Callable[[bytes], None]:

@@ -145,7 +145,7 @@ def _signed_data_ders() -> list[bytes]:
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
     from cryptography.hazmat.primitives.serialization import pkcs7
-    from fuzz_signed_data import fixed_ca
+    from fuzz_signed_data import fixed_ca, rsa_signer
     from pyasn1.codec.der import decoder, encoder
     from pyasn1_modules import rfc5652
 
@@ -157,18 +157,7 @@ def _signed_data_ders() -> list[bytes]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    rsa_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name.from_rfc4514_string("CN=fuzz signed_data RSA signer"))
-        .issuer_name(ca.issuing_cert.subject)
-        .public_key(rsa_key.public_key())
-        .serial_number(0x5EED03)
-        .not_valid_before(ca.issuing_cert.not_valid_before_utc)
-        .not_valid_after(ca.issuing_cert.not_valid_after_utc)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(rsa_key.public_key()), False)
-        .sign(ca.issuing_key, hashes.SHA256())
-    )
+    rsa_cert, rsa_key = rsa_signer(ca)
     sha256, sha384 = hashes.SHA256(), hashes.SHA384()
     no_attrs, no_certs = pkcs7.PKCS7Options.NoAttributes, pkcs7.PKCS7Options.NoCerts
     pss = padding.PSS(padding.MGF1(hashes.SHA256()), 32)

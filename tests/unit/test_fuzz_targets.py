@@ -199,30 +199,16 @@ def _signed_data(edit: Callable[[Any], None] | None = None, *, rsa_pss: bool = F
     """A SignedData (signed attributes, the signer's certificate in it) by the fixed CA of
     fuzz_signed_data, or by an RSA-PSS signer it issues; ``edit`` changes its SignerInfo
     (a pyasn1 object) before it is encoded again."""
-    import datetime
-
-    from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.hazmat.primitives.asymmetric import padding
     from cryptography.hazmat.primitives.serialization import pkcs7
     from pyasn1.codec.der import decoder, encoder
     from pyasn1_modules import rfc5652
 
-    ca = _load_module("fuzz_signed_data").fixed_ca()
-    cert, key = ca.issuing_cert, ca.issuing_key
+    target = _load_module("fuzz_signed_data")
+    ca = target.fixed_ca()
+    cert, key = target.rsa_signer(ca) if rsa_pss else (ca.issuing_cert, ca.issuing_key)
     pss = padding.PSS(padding.MGF1(hashes.SHA256()), 32) if rsa_pss else None
-    if rsa_pss:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name.from_rfc4514_string("CN=rsa-pss signer"))
-            .issuer_name(ca.issuing_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(7)
-            .not_valid_before(datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC))
-            .not_valid_after(datetime.datetime(2055, 1, 1, tzinfo=datetime.UTC))
-            .sign(ca.issuing_key, hashes.SHA256())
-        )
     der = (
         pkcs7.PKCS7SignatureBuilder()
         .set_data(b"a server-generated key")
