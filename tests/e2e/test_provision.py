@@ -129,6 +129,18 @@ def slow_enrollments(seconds: float) -> Callable[[str, Response], Response]:
     return slow
 
 
+def start_provision(
+    run: Cli, tray: Tray, plan: Path, report: Path, *options: str, **popen: Any
+) -> subprocess.Popen[str]:
+    """``est-hw provision PLAN --workers now --report REPORT OPTIONS`` in the background
+    on ``tray``'s tokens; stdout and stderr are pipes of text unless ``popen`` says else."""
+    return subprocess.Popen(
+        [EST_HW, "provision", str(plan), "--workers", "now", "--report", str(report), *options],
+        env={**run.env, **tray.env()},
+        **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen},
+    )
+
+
 def wait_for_lines(report: Path, count: int) -> None:
     """Wait (at most a minute) until the report has ``count`` lines."""
     deadline = time.monotonic() + 60
@@ -287,11 +299,8 @@ def test_killed_midway_then_rerun_finishes_without_duplicates(
     server, ca_file = est_server(response_hook=slow_enrollments(0.02))
     plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
     report = tmp_path / "killed.jsonl"
-    proc = subprocess.Popen(
-        [EST_HW, "provision", str(plan), "--jobs", "3", "--workers", "now", "--report",
-         str(report)],
-        env={**run.env, **tray.env()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = start_provision(run, tray, plan, report, "--jobs", "3",
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     wait_for_lines(report, 10)
     workers = worker_processes(proc.pid)
     assert len(workers) == 2
@@ -353,11 +362,7 @@ def test_jobs_are_worker_processes_generating_keys_at_the_same_time(
     plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
     plan.write_text(plan.read_text().replace('type = "ec-p256"', 'type = "rsa-2048"'))
     report = tmp_path / "report.jsonl"
-    proc = subprocess.Popen(
-        [EST_HW, "provision", str(plan), "--jobs", "3", "--workers", "now", "--report",
-         str(report), "--json"],
-        env={**run.env, **tray.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_provision(run, tray, plan, report, "--jobs", "3", "--json")
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr
     assert json.loads(stdout)["issued"] == 12
@@ -418,11 +423,7 @@ def test_a_worker_killed_once_costs_no_device(
     server, ca_file = est_server(response_hook=slow_enrollments(0.05))
     plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
     report = tmp_path / "report.jsonl"
-    proc = subprocess.Popen(
-        [EST_HW, "provision", str(plan), "--jobs", "3", "--workers", "now", "--report",
-         str(report), "--json"],
-        env={**run.env, **tray.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_provision(run, tray, plan, report, "--jobs", "3", "--json")
     wait_for_lines(report, 3)
     first_workers = worker_processes(proc.pid)
     os.kill(min(first_workers), signal.SIGKILL)
@@ -487,12 +488,8 @@ def test_ctrl_c_finishes_the_devices_in_progress_and_starts_no_other(
     server, ca_file = est_server(response_hook=slow_enrollments(0.1))
     plan = write_plan(tmp_path / "plan.toml", server.url, ca_file, devices=ALL_TOKENS)
     report = tmp_path / "report.jsonl"
-    proc = subprocess.Popen(
-        [EST_HW, "provision", str(plan), "--jobs", "2", "--workers", "now", "--report",
-         str(report)],
-        env={**run.env, **tray.env()}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # a process group of its own, as a terminal's job
-    )  # fmt: skip
+    # start_new_session: a process group of its own, as a terminal's job
+    proc = start_provision(run, tray, plan, report, "--jobs", "2", start_new_session=True)
     wait_for_lines(report, 2)
     workers = worker_processes(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches est-hw and its workers
