@@ -28,6 +28,7 @@ from est_hw.est.messages import (
     encode_oid_value,
     encode_template,
 )
+from est_hw.testing.der_writer import oid, seq, set_of, tlv, utf8
 
 SECP256R1 = "1.2.840.10045.3.1.7"
 SECP384R1 = "1.3.132.0.34"
@@ -60,41 +61,8 @@ ACP_EXAMPLE = (
 )
 
 
-# --- a tiny independent DER writer, so the template encoder is checked against something ---
-
-
-def tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    if n < 0x80:
-        return bytes([tag, n]) + content
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(size)]) + size + content
-
-
-def oid(dotted: str) -> bytes:
-    arcs = [int(a) for a in dotted.split(".")]
-    body = bytearray([40 * arcs[0] + arcs[1]])
-    for arc in arcs[2:]:
-        chunk = [arc & 0x7F]
-        rest = arc >> 7
-        while rest:
-            chunk.append(0x80 | (rest & 0x7F))
-            rest >>= 7
-        body += bytes(reversed(chunk))
-    return tlv(0x06, bytes(body))
-
-
-def seq(*items: bytes) -> bytes:
-    return tlv(0x30, b"".join(items))
-
-
-def set_(*items: bytes) -> bytes:
-    return tlv(0x31, b"".join(sorted(items)))
-
-
-def utf8(text: str) -> bytes:
-    return tlv(0x0C, text.encode())
-
+# est_hw.testing.der_writer: DER written by hand, so the template encoder is checked
+# against something independent of it.
 
 SAN_VALUE = seq(tlv(0x82, b"www.myServer.com"), tlv(0x87, b""))
 KEY_USAGE_VALUE = tlv(0x03, b"\x03\x88")  # digitalSignature, keyAgreement
@@ -103,16 +71,16 @@ KEY_USAGE_VALUE = tlv(0x03, b"\x03\x88")  # digitalSignature, keyAgreement
 RFC9908_TEMPLATE = seq(
     tlv(0x02, b"\x00"),
     seq(
-        set_(seq(oid("2.5.4.3"))),
-        set_(seq(oid("2.5.4.11"), utf8("myDept"))),
-        set_(seq(oid("2.5.4.11"), utf8("myGroup"))),
+        set_of(seq(oid("2.5.4.3"))),
+        set_of(seq(oid("2.5.4.11"), utf8("myDept"))),
+        set_of(seq(oid("2.5.4.11"), utf8("myGroup"))),
     ),
     tlv(0xA0, seq(oid(OID_EC_PUBLIC_KEY), oid(SECP256R1))),
     tlv(
         0xA1,
         seq(
             oid(OID_EXTENSION_REQ_TEMPLATE),
-            set_(
+            set_of(
                 seq(
                     seq(oid(SAN), tlv(0x04, SAN_VALUE)),
                     seq(oid(KEY_USAGE), tlv(0x01, b"\xff"), tlv(0x04, KEY_USAGE_VALUE)),
@@ -125,7 +93,7 @@ RFC9908_TEMPLATE = seq(
 
 
 def template_body(template_der: bytes, *more: bytes) -> bytes:
-    return seq(seq(oid(OID_CERTIFICATION_REQUEST_INFO_TEMPLATE), set_(template_der)), *more)
+    return seq(seq(oid(OID_CERTIFICATION_REQUEST_INFO_TEMPLATE), set_of(template_der)), *more)
 
 
 # --- RFC 7030 and RFC 9908 examples -----------------------------------------------------------
@@ -223,7 +191,7 @@ def test_rfc9908_acp_subject_alt_name_example() -> None:
 def test_lone_extension_as_extension_request_value_is_tolerated() -> None:
     # Early drafts of RFC 9908's ACP example put one Extension where Extensions belongs.
     lone = seq(oid(SAN), tlv(0x01, b"\xff"), tlv(0x04, SAN_VALUE))
-    body = seq(seq(oid(OID_EXTENSION_REQUEST), set_(lone)))
+    body = seq(seq(oid(OID_EXTENSION_REQUEST), set_of(lone)))
     assert decode_csrattrs(body).extension_requests == (RequestedExtension(SAN, True, SAN_VALUE),)
 
 
@@ -369,10 +337,13 @@ def test_template_takes_precedence_over_legacy_elements() -> None:
         seq(tlv(0x02, b"\x00")),  # attributes missing
         seq(oid("1.2.3"), tlv(0xA1, b"")),  # no version
         seq(tlv(0x02, b"\x00"), tlv(0xA0, b""), tlv(0xA1, b"")),  # empty subjectPKInfo
-        seq(tlv(0x02, b"\x00"), tlv(0xA1, seq(oid(OID_EXTENSION_REQ_TEMPLATE), set_(b"\x05\x00")))),
         seq(
             tlv(0x02, b"\x00"),
-            tlv(0xA1, seq(oid(OID_EXTENSION_REQUEST), set_(seq(seq(oid(SAN)))))),
+            tlv(0xA1, seq(oid(OID_EXTENSION_REQ_TEMPLATE), set_of(b"\x05\x00"))),
+        ),
+        seq(
+            tlv(0x02, b"\x00"),
+            tlv(0xA1, seq(oid(OID_EXTENSION_REQUEST), set_of(seq(seq(oid(SAN)))))),
         ),  # id-ExtensionReq inside a template: the extnValue is not optional there
     ],
 )
