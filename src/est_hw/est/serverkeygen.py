@@ -25,7 +25,13 @@ from est_hw.errors import ProtocolError
 from est_hw.est import der
 from est_hw.est.codec import decode_certs_only
 from est_hw.est.multipart import Part, parse_multipart
-from est_hw.est.signed_data import HASHES, MGF1, SignedContent, parse_signed_data
+from est_hw.est.signed_data import (
+    HASHES,
+    SHA1,
+    SignedContent,
+    mgf1_hash_oid,
+    parse_signed_data,
+)
 from est_hw.keys.base import PrivateKey
 
 _PKCS8 = "application/pkcs8"
@@ -41,7 +47,7 @@ _AES_CBC = {
 }
 #: OAEP's digests (RFC 8017 appendix A.2.1): SHA-1 (the default, and all SoftHSM2 does)
 #: or SHA-2
-_OAEP_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1.3.14.3.2.26": hashes.SHA1, **HASHES}
+_OAEP_HASHES: dict[str, type[hashes.HashAlgorithm]] = {SHA1: hashes.SHA1, **HASHES}
 
 
 @dataclass(frozen=True)
@@ -168,7 +174,7 @@ def _key_transport_padding(
     algorithm: object, *, what: str
 ) -> asym_padding.PKCS1v15 | asym_padding.OAEP:
     """RSAES-PKCS1-v1_5 or RSAES-OAEP with MGF1 (RFC 8017 appendix A.2.1, RFC 3560)."""
-    from pyasn1_modules import rfc4055, rfc5280
+    from pyasn1_modules import rfc4055
 
     oid = str(algorithm["algorithm"])  # type: ignore[index]
     if oid == _RSA_ENCRYPTION:
@@ -176,17 +182,12 @@ def _key_transport_padding(
     if oid != _RSAES_OAEP:
         raise ProtocolError(f"{what}: unsupported key transport {oid}")
     params_der = algorithm["parameters"]  # type: ignore[index]
-    hash_oid = mgf_hash_oid = "1.3.14.3.2.26"  # the SHA-1 defaults
+    hash_oid = mgf_hash_oid = SHA1  # the defaults
     if params_der.isValue:
         params, _ = der.decode(bytes(params_der), rfc4055.RSAES_OAEP_params())
         if params["hashFunc"].isValue:
             hash_oid = str(params["hashFunc"]["algorithm"])
-        if params["maskGenFunc"].isValue:
-            if str(params["maskGenFunc"]["algorithm"]) != MGF1:
-                raise ProtocolError(f"{what}: OAEP with a mask generation other than MGF1")
-            mgf_params = params["maskGenFunc"]["parameters"]
-            inner, _ = der.decode(bytes(mgf_params), rfc5280.AlgorithmIdentifier())
-            mgf_hash_oid = str(inner["algorithm"])
+        mgf_hash_oid = mgf1_hash_oid(params["maskGenFunc"], what=f"{what}: OAEP")
     if hash_oid not in _OAEP_HASHES or mgf_hash_oid not in _OAEP_HASHES:
         raise ProtocolError(f"{what}: unsupported OAEP hash {hash_oid}")
     return asym_padding.OAEP(

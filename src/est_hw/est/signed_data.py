@@ -40,7 +40,7 @@ HASHES: dict[str, type[hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SH
     "2.16.840.1.101.3.4.2.2": hashes.SHA384,
     "2.16.840.1.101.3.4.2.3": hashes.SHA512,
 }
-_SHA1 = "1.3.14.3.2.26"
+SHA1 = "1.3.14.3.2.26"  # id-sha1, the default of RFC 4055's PSS and OAEP parameters
 
 _RSASSA_PSS = "1.2.840.113549.1.1.10"
 #: RSASSA-PKCS1-v1_5 (RFC 5754 section 3.2): the digest each OID names; rsaEncryption
@@ -62,7 +62,7 @@ _ECDSA_SIGNATURES: dict[str, type[hashes.HashAlgorithm] | None] = {
     "1.2.840.10045.4.3.4": hashes.SHA512,
 }
 _EDDSA = {"1.3.101.112", "1.3.101.113"}  # Ed25519, Ed448 (RFC 8419)
-MGF1 = "1.2.840.113549.1.1.8"  # id-mgf1 (RFC 8017 appendix B.2.1), PSS's and OAEP's
+_MGF1 = "1.2.840.113549.1.1.8"  # id-mgf1 (RFC 8017 appendix B.2.1), PSS's and OAEP's
 #: No RSA key has room for a longer RSASSA-PSS salt (OpenSSL's largest modulus is 16384 bits).
 _MAX_PSS_SALT = 2048
 
@@ -72,7 +72,7 @@ def hash_for(oid: str, *, what: str) -> hashes.HashAlgorithm:
 
     :raises ProtocolError: any other digest.
     """
-    if oid == _SHA1:
+    if oid == SHA1:
         raise ProtocolError(f"{what}: SHA-1 is not accepted")
     if oid not in HASHES:
         raise ProtocolError(f"{what}: unsupported digest algorithm {oid}")
@@ -198,21 +198,16 @@ def _pss_padding(
 ) -> tuple[hashes.HashAlgorithm, padding.PSS]:
     """RSASSA-PSS-params (RFC 4055 section 3.1); the SHA-1 defaults are refused."""
     from pyasn1.error import PyAsn1Error
-    from pyasn1_modules import rfc4055, rfc5280
+    from pyasn1_modules import rfc4055
 
     if params_der is None:
         raise ProtocolError(f"{what}: RSASSA-PSS without parameters (SHA-1) is not accepted")
     try:
         params, _ = der.decode(params_der, rfc4055.RSASSA_PSS_params())
-        hash_oid = mgf_oid = _SHA1
+        hash_oid = SHA1
         if params["hashAlgorithm"].isValue:
             hash_oid = str(params["hashAlgorithm"]["algorithm"])
-        if params["maskGenAlgorithm"].isValue:
-            if str(params["maskGenAlgorithm"]["algorithm"]) != MGF1:
-                raise ProtocolError(f"{what}: RSASSA-PSS with a mask generation other than MGF1")
-            mgf_der = bytes(params["maskGenAlgorithm"]["parameters"])
-            mgf, _ = der.decode(mgf_der, rfc5280.AlgorithmIdentifier())
-            mgf_oid = str(mgf["algorithm"])
+        mgf_oid = mgf1_hash_oid(params["maskGenAlgorithm"], what=f"{what}: RSASSA-PSS")
         salt = int(params["saltLength"])
     except PyAsn1Error as exc:
         raise ProtocolError(f"{what}: the RSASSA-PSS parameters do not parse: {exc}") from None
@@ -220,6 +215,23 @@ def _pss_padding(
         raise ProtocolError(f"{what}: the RSASSA-PSS salt length is negative or too large")
     pss_hash = hash_for(hash_oid, what=what)
     return pss_hash, padding.PSS(mgf=padding.MGF1(hash_for(mgf_oid, what=what)), salt_length=salt)
+
+
+def mgf1_hash_oid(mask_generation: Any, *, what: str) -> str:
+    """The digest OID of an RSASSA-PSS or RSAES-OAEP maskGenAlgorithm (RFC 4055 sections
+    3.1 and 4.1): MGF1 (RFC 8017 appendix B.2.1) with SHA-1 when absent.
+
+    :raises ProtocolError: a mask generation function other than MGF1.
+    :raises PyAsn1Error: MGF1's parameters do not parse.
+    """
+    from pyasn1_modules import rfc5280
+
+    if not mask_generation.isValue:
+        return SHA1
+    if str(mask_generation["algorithm"]) != _MGF1:
+        raise ProtocolError(f"{what} with a mask generation other than MGF1")
+    digest, _ = der.decode(bytes(mask_generation["parameters"]), rfc5280.AlgorithmIdentifier())
+    return str(digest["algorithm"])
 
 
 def parse_signed_data(message: bytes, *, what: str) -> SignedContent:
